@@ -1,0 +1,548 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! Translation between GStreamer caps and the `hang` catalog, both directions.
+//!
+//! Pure code, no I/O: `sink_format` reads the caps a `moqsink` pad receives and
+//! says which MoQ importer publishes them; `video_caps` / `audio_caps` turn a
+//! catalog rendition into caps that GStreamer's parsers and decoders accept as
+//! they are. Everything a user can get wrong here becomes a `CapsError` that
+//! names what is wrong.
+
+use bytes::Bytes;
+use hang::catalog::{AudioCodec, AudioConfig, VideoCodec, VideoConfig};
+
+/// Caps a moqsink pad accepts: what `gst-inspect-1.0 moqsink` shows.
+pub const VIDEO_SINK_CAPS: &str = "video/x-h264, stream-format=(string){ avc, byte-stream }, alignment=(string)au; \
+     video/x-h265, stream-format=(string){ hvc1, byte-stream }, alignment=(string)au; \
+     video/x-vp8; \
+     video/x-vp9; \
+     video/x-av1, stream-format=(string)obu-stream, alignment=(string)tu";
+pub const AUDIO_SINK_CAPS: &str = "audio/x-opus, channel-mapping-family=(int)0, channels=(int)[ 1, 2 ]; \
+     audio/mpeg, mpegversion=(int)4, stream-format=(string)raw";
+
+/// Caps a moqsrc pad may carry.
+pub const VIDEO_SRC_CAPS: &str = "video/x-h264, stream-format=(string){ avc, byte-stream }, alignment=(string)au; \
+     video/x-h265, stream-format=(string){ hvc1, byte-stream }, alignment=(string)au; \
+     video/x-vp8; \
+     video/x-vp9; \
+     video/x-av1, stream-format=(string)obu-stream, alignment=(string)tu";
+pub const AUDIO_SRC_CAPS: &str = "audio/x-opus, channel-mapping-family=(int)0; \
+     audio/mpeg, mpegversion=(int)4, stream-format=(string)raw";
+
+/// Audio or video: decides the pad template, grouping and the catalog section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Video,
+    Audio,
+}
+
+impl TrackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+        }
+    }
+}
+
+/// Why caps cannot be carried, in words for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapsError(pub String);
+
+impl std::fmt::Display for CapsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CapsError {}
+
+macro_rules! caps_error {
+    ($($arg:tt)*) => { CapsError(format!($($arg)*)) };
+}
+
+/// An encoded format moqsink publishes, with what its importer needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkFormat {
+    /// `codec_data` is the avcC of `stream-format=avc`; `None` for byte-stream.
+    H264 { codec_data: Option<Bytes> },
+    /// `codec_data` is the hvcC of `stream-format=hvc1`; `None` for byte-stream.
+    H265 { codec_data: Option<Bytes> },
+    Vp8,
+    Vp9,
+    /// `codec_data` is the av1C record when upstream provides one.
+    Av1 { codec_data: Option<Bytes> },
+    Opus { rate: u32, channels: u32 },
+    /// `codec_data` is the AudioSpecificConfig.
+    Aac { codec_data: Bytes },
+}
+
+/// Optional facts from video caps that seed the catalog before the first
+/// keyframe says them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VideoHints {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub framerate: Option<f64>,
+}
+
+impl SinkFormat {
+    pub fn kind(&self) -> TrackKind {
+        match self {
+            SinkFormat::Opus { .. } | SinkFormat::Aac { .. } => TrackKind::Audio,
+            _ => TrackKind::Video,
+        }
+    }
+
+    /// The suffix of the track name, after the WebCodecs codec family, the way
+    /// the MoQ tools name tracks (`0.avc3`, `1.opus`).
+    pub fn track_suffix(&self) -> &'static str {
+        match self {
+            SinkFormat::H264 { codec_data: None } => "avc3",
+            SinkFormat::H264 { codec_data: Some(_) } => "avc1",
+            SinkFormat::H265 { codec_data: None } => "hev1",
+            SinkFormat::H265 { codec_data: Some(_) } => "hvc1",
+            SinkFormat::Vp8 => "vp8",
+            SinkFormat::Vp9 => "vp09",
+            SinkFormat::Av1 { .. } => "av01",
+            SinkFormat::Opus { .. } => "opus",
+            SinkFormat::Aac { .. } => "mp4a",
+        }
+    }
+
+    /// Whether `other` can continue on the same MoQ track: same codec and the
+    /// same framing (the importer re-reads the configuration in place).
+    pub fn same_track(&self, other: &SinkFormat) -> bool {
+        use SinkFormat::*;
+        match (self, other) {
+            (H264 { codec_data: a }, H264 { codec_data: b })
+            | (H265 { codec_data: a }, H265 { codec_data: b }) => a.is_some() == b.is_some(),
+            (Vp8, Vp8) | (Vp9, Vp9) | (Av1 { .. }, Av1 { .. }) => true,
+            (a, b) => a == b,
+        }
+    }
+}
+
+fn codec_data(s: &gst::StructureRef) -> Result<Option<Bytes>, CapsError> {
+    match s.get_optional::<gst::Buffer>("codec_data") {
+        Ok(None) => Ok(None),
+        Ok(Some(buffer)) => {
+            let map = buffer
+                .map_readable()
+                .map_err(|_| caps_error!("codec_data of {} cannot be read", s.name()))?;
+            if map.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Bytes::copy_from_slice(map.as_slice())))
+        }
+        Err(_) => Err(caps_error!("codec_data of {} is not a buffer", s.name())),
+    }
+}
+
+fn require_au(s: &gst::StructureRef, want: &str) -> Result<(), CapsError> {
+    match s.get_optional::<&str>("alignment") {
+        Ok(None) => Ok(()),
+        Ok(Some(a)) if a == want => Ok(()),
+        Ok(Some(a)) => Err(caps_error!(
+            "{} with alignment={a} is not supported: whole frames are needed \
+             (alignment={want}); put a parser (h264parse, h265parse, av1parse) before moqsink",
+            s.name()
+        )),
+        Err(_) => Err(caps_error!("alignment of {} is not a string", s.name())),
+    }
+}
+
+fn positive_int(s: &gst::StructureRef, field: &str) -> Result<Option<u32>, CapsError> {
+    match s.get_optional::<i32>(field) {
+        Ok(None) => Ok(None),
+        Ok(Some(v)) if v > 0 => Ok(Some(v as u32)),
+        Ok(Some(v)) => Err(caps_error!("{field}={v} in {} is not positive", s.name())),
+        Err(_) => Err(caps_error!("{field} in {} is not a fixed integer", s.name())),
+    }
+}
+
+/// The catalog hints that video caps carry.
+pub fn video_hints(caps: &gst::CapsRef) -> VideoHints {
+    let Some(s) = caps.structure(0) else {
+        return VideoHints::default();
+    };
+    let framerate = s
+        .get::<gst::Fraction>("framerate")
+        .ok()
+        .filter(|f| f.numer() > 0 && f.denom() > 0)
+        .map(|f| f.numer() as f64 / f.denom() as f64);
+    VideoHints {
+        width: positive_int(s, "width").ok().flatten(),
+        height: positive_int(s, "height").ok().flatten(),
+        framerate,
+    }
+}
+
+/// Which importer publishes these caps, or why none can.
+pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
+    if !caps.is_fixed() || caps.size() != 1 {
+        return Err(caps_error!("caps are not fixed: {caps}"));
+    }
+    let Some(s) = caps.structure(0) else {
+        return Err(caps_error!("empty caps"));
+    };
+    match s.name().as_str() {
+        "video/x-h264" => {
+            require_au(s, "au")?;
+            match s.get_optional::<&str>("stream-format").ok().flatten() {
+                Some("avc") => {
+                    let cd = codec_data(s)?.ok_or_else(|| {
+                        caps_error!("H.264 stream-format=avc without codec_data (the avcC)")
+                    })?;
+                    Ok(SinkFormat::H264 { codec_data: Some(cd) })
+                }
+                Some("byte-stream") => Ok(SinkFormat::H264 { codec_data: None }),
+                Some(other) => Err(caps_error!(
+                    "H.264 stream-format={other} is not supported: use avc or byte-stream (h264parse converts)"
+                )),
+                None => Err(caps_error!(
+                    "H.264 caps without stream-format: put h264parse before moqsink"
+                )),
+            }
+        }
+        "video/x-h265" => {
+            require_au(s, "au")?;
+            match s.get_optional::<&str>("stream-format").ok().flatten() {
+                Some("hvc1") => {
+                    let cd = codec_data(s)?.ok_or_else(|| {
+                        caps_error!("H.265 stream-format=hvc1 without codec_data (the hvcC)")
+                    })?;
+                    Ok(SinkFormat::H265 { codec_data: Some(cd) })
+                }
+                Some("byte-stream") => Ok(SinkFormat::H265 { codec_data: None }),
+                Some(other) => Err(caps_error!(
+                    "H.265 stream-format={other} is not supported: use hvc1 or byte-stream (h265parse converts)"
+                )),
+                None => Err(caps_error!(
+                    "H.265 caps without stream-format: put h265parse before moqsink"
+                )),
+            }
+        }
+        "video/x-vp8" => Ok(SinkFormat::Vp8),
+        "video/x-vp9" => Ok(SinkFormat::Vp9),
+        "video/x-av1" => {
+            require_au(s, "tu")?;
+            match s.get_optional::<&str>("stream-format").ok().flatten() {
+                None | Some("obu-stream") => Ok(SinkFormat::Av1 {
+                    codec_data: codec_data(s)?,
+                }),
+                Some(other) => Err(caps_error!(
+                    "AV1 stream-format={other} is not supported: use obu-stream (av1parse converts)"
+                )),
+            }
+        }
+        "audio/x-opus" => {
+            let family = s.get_optional::<i32>("channel-mapping-family").ok().flatten();
+            if family.is_some_and(|f| f != 0) {
+                return Err(caps_error!(
+                    "Opus channel-mapping-family={} (multichannel) is not supported",
+                    family.unwrap_or_default()
+                ));
+            }
+            let channels = positive_int(s, "channels")?.unwrap_or(2);
+            if channels > 2 {
+                return Err(caps_error!("Opus with {channels} channels is not supported (1 or 2)"));
+            }
+            // Opus always decodes at 48 kHz; WebRTC peers often leave the rate out.
+            let rate = positive_int(s, "rate")?.unwrap_or(48_000);
+            Ok(SinkFormat::Opus { rate, channels })
+        }
+        "audio/mpeg" => {
+            let version = s.get_optional::<i32>("mpegversion").ok().flatten();
+            if !matches!(version, Some(2) | Some(4)) {
+                return Err(caps_error!(
+                    "audio/mpeg mpegversion={} is not supported: only AAC (mpegversion=4)",
+                    version.map(|v| v.to_string()).unwrap_or_else(|| "unset".into())
+                ));
+            }
+            match s.get_optional::<&str>("stream-format").ok().flatten() {
+                Some("raw") => {}
+                other => {
+                    return Err(caps_error!(
+                        "AAC stream-format={} is not supported: use raw with codec_data (aacparse converts)",
+                        other.unwrap_or("unset")
+                    ));
+                }
+            }
+            let cd = codec_data(s)?.ok_or_else(|| {
+                caps_error!("AAC stream-format=raw without codec_data (the AudioSpecificConfig)")
+            })?;
+            Ok(SinkFormat::Aac { codec_data: cd })
+        }
+        other => Err(caps_error!(
+            "{other} is not a format moqsink carries (H.264, H.265, VP8, VP9, AV1, Opus, AAC)"
+        )),
+    }
+}
+
+fn with_video_size(mut b: gst::caps::Builder<gst::caps::NoFeature>, config: &VideoConfig) -> gst::caps::Builder<gst::caps::NoFeature> {
+    if let (Some(w), Some(h)) = (config.coded_width, config.coded_height)
+        && w > 0
+        && h > 0
+        && w <= i32::MAX as u32
+        && h <= i32::MAX as u32
+    {
+        b = b.field("width", w as i32).field("height", h as i32);
+    }
+    b
+}
+
+/// Caps for a video rendition of the catalog.
+pub fn video_caps(config: &VideoConfig) -> Result<gst::Caps, CapsError> {
+    let description = config.description.as_ref().filter(|d| !d.is_empty());
+    let b = match &config.codec {
+        VideoCodec::H264(_) => {
+            let b = gst::Caps::builder("video/x-h264").field("alignment", "au");
+            match description {
+                Some(d) => b
+                    .field("stream-format", "avc")
+                    .field("codec_data", gst::Buffer::from_slice(d.clone())),
+                None => b.field("stream-format", "byte-stream"),
+            }
+        }
+        VideoCodec::H265(_) => {
+            let b = gst::Caps::builder("video/x-h265").field("alignment", "au");
+            match description {
+                Some(d) => b
+                    .field("stream-format", "hvc1")
+                    .field("codec_data", gst::Buffer::from_slice(d.clone())),
+                None => b.field("stream-format", "byte-stream"),
+            }
+        }
+        VideoCodec::VP8 => gst::Caps::builder("video/x-vp8"),
+        VideoCodec::VP9(_) => gst::Caps::builder("video/x-vp9"),
+        VideoCodec::AV1(_) => {
+            let b = gst::Caps::builder("video/x-av1")
+                .field("stream-format", "obu-stream")
+                .field("alignment", "tu");
+            match description {
+                Some(d) => b.field("codec_data", gst::Buffer::from_slice(d.clone())),
+                None => b,
+            }
+        }
+        other => return Err(caps_error!("video codec '{other}' is not supported")),
+    };
+    Ok(with_video_size(b, config).build())
+}
+
+/// Sampling frequency index of ISO/IEC 14496-3, for an AudioSpecificConfig.
+fn aac_frequency_index(rate: u32) -> Option<u8> {
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    RATES.iter().position(|r| *r == rate).map(|i| i as u8)
+}
+
+/// Caps for an audio rendition of the catalog.
+pub fn audio_caps(config: &AudioConfig) -> Result<gst::Caps, CapsError> {
+    let rate = i32::try_from(config.sample_rate)
+        .ok()
+        .filter(|r| (1..=768_000).contains(r))
+        .ok_or_else(|| caps_error!("audio sample rate {} is not plausible", config.sample_rate))?;
+    let channels = i32::try_from(config.channel_count)
+        .ok()
+        .filter(|c| (1..=64).contains(c))
+        .ok_or_else(|| caps_error!("audio channel count {} is not plausible", config.channel_count))?;
+    match &config.codec {
+        AudioCodec::Opus => {
+            if channels > 2 {
+                return Err(caps_error!("Opus with {channels} channels is not supported (1 or 2)"));
+            }
+            // Caps fields are int, as opusdec expects (a uint would not link).
+            Ok(gst::Caps::builder("audio/x-opus")
+                .field("channel-mapping-family", 0i32)
+                .field("rate", rate)
+                .field("channels", channels)
+                .build())
+        }
+        AudioCodec::AAC(aac) => {
+            let asc = match config.description.as_ref().filter(|d| !d.is_empty()) {
+                Some(d) => d.clone(),
+                None => {
+                    // No description: build the two-byte AudioSpecificConfig
+                    // from the profile, rate and channels the catalog gives.
+                    let index = aac_frequency_index(config.sample_rate).ok_or_else(|| {
+                        caps_error!("AAC rate {} has no AudioSpecificConfig index", config.sample_rate)
+                    })?;
+                    if aac.profile == 0 || aac.profile > 31 || channels > 7 {
+                        return Err(caps_error!(
+                            "AAC profile {} with {channels} channels needs a description",
+                            aac.profile
+                        ));
+                    }
+                    let bits: u16 = (u16::from(aac.profile) << 11)
+                        | (u16::from(index) << 7)
+                        | ((channels as u16) << 3);
+                    Bytes::copy_from_slice(&bits.to_be_bytes())
+                }
+            };
+            Ok(gst::Caps::builder("audio/mpeg")
+                .field("mpegversion", 4i32)
+                .field("stream-format", "raw")
+                .field("rate", rate)
+                .field("channels", channels)
+                .field("codec_data", gst::Buffer::from_slice(asc))
+                .build())
+        }
+        other => Err(caps_error!("audio codec '{other}' is not supported")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hang::catalog::{AAC, H264};
+
+    fn init() {
+        gst::init().unwrap();
+    }
+
+    fn caps(s: &str) -> gst::Caps {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn h264_byte_stream_and_avc() {
+        init();
+        let f = sink_format(&caps("video/x-h264,stream-format=byte-stream,alignment=au,width=640,height=480")).unwrap();
+        assert_eq!(f, SinkFormat::H264 { codec_data: None });
+        assert_eq!(f.track_suffix(), "avc3");
+        assert_eq!(f.kind(), TrackKind::Video);
+
+        let c = caps("video/x-h264,stream-format=avc,alignment=au,codec_data=(buffer)0142c01effe1");
+        let f = sink_format(&c).unwrap();
+        assert_eq!(f.track_suffix(), "avc1");
+        assert!(matches!(f, SinkFormat::H264 { codec_data: Some(ref d) } if d.len() == 6));
+    }
+
+    #[test]
+    fn h264_refusals_name_the_problem() {
+        init();
+        let e = sink_format(&caps("video/x-h264,stream-format=byte-stream,alignment=nal")).unwrap_err();
+        assert!(e.0.contains("alignment=nal"), "{e}");
+        let e = sink_format(&caps("video/x-h264,stream-format=avc,alignment=au")).unwrap_err();
+        assert!(e.0.contains("codec_data"), "{e}");
+        let e = sink_format(&caps("video/x-h264,alignment=au")).unwrap_err();
+        assert!(e.0.contains("h264parse"), "{e}");
+    }
+
+    #[test]
+    fn every_codec_is_recognized() {
+        init();
+        for (c, suffix) in [
+            ("video/x-h265,stream-format=byte-stream,alignment=au", "hev1"),
+            ("video/x-h265,stream-format=hvc1,alignment=au,codec_data=(buffer)01", "hvc1"),
+            ("video/x-vp8,width=320,height=240", "vp8"),
+            ("video/x-vp9", "vp09"),
+            ("video/x-av1,stream-format=obu-stream,alignment=tu", "av01"),
+            ("audio/x-opus,channel-mapping-family=0,rate=48000,channels=2", "opus"),
+            ("audio/mpeg,mpegversion=4,stream-format=raw,codec_data=(buffer)1210", "mp4a"),
+        ] {
+            let f = sink_format(&caps(c)).unwrap_or_else(|e| panic!("{c}: {e}"));
+            assert_eq!(f.track_suffix(), suffix, "{c}");
+        }
+    }
+
+    #[test]
+    fn opus_defaults_and_limits() {
+        init();
+        assert_eq!(
+            sink_format(&caps("audio/x-opus,channel-mapping-family=0")).unwrap(),
+            SinkFormat::Opus { rate: 48000, channels: 2 }
+        );
+        assert!(sink_format(&caps("audio/x-opus,channel-mapping-family=1,channels=6")).is_err());
+    }
+
+    #[test]
+    fn unsupported_caps_are_named() {
+        init();
+        let e = sink_format(&caps("video/x-theora")).unwrap_err();
+        assert!(e.0.contains("video/x-theora"), "{e}");
+        let e = sink_format(&caps("audio/mpeg,mpegversion=1,layer=3")).unwrap_err();
+        assert!(e.0.contains("mpegversion=1"), "{e}");
+        let e = sink_format(&caps("audio/mpeg,mpegversion=4,stream-format=adts")).unwrap_err();
+        assert!(e.0.contains("adts"), "{e}");
+        let e = sink_format(&caps("video/x-vp8;video/x-vp9")).unwrap_err();
+        assert!(e.0.contains("not fixed"), "{e}");
+    }
+
+    #[test]
+    fn same_track_only_for_same_framing() {
+        let a = SinkFormat::H264 { codec_data: None };
+        let b = SinkFormat::H264 { codec_data: Some(Bytes::from_static(&[1])) };
+        assert!(!a.same_track(&b));
+        assert!(b.same_track(&SinkFormat::H264 { codec_data: Some(Bytes::from_static(&[2])) }));
+        assert!(!SinkFormat::Vp8.same_track(&SinkFormat::Vp9));
+    }
+
+    #[test]
+    fn hints_from_video_caps() {
+        init();
+        let h = video_hints(&caps("video/x-vp8,width=1280,height=720,framerate=30/1"));
+        assert_eq!(h, VideoHints { width: Some(1280), height: Some(720), framerate: Some(30.0) });
+    }
+
+    fn h264() -> H264 {
+        H264 { inline: true, profile: 0x42, constraints: 0xc0, level: 0x1f }
+    }
+
+    #[test]
+    fn h264_caps_follow_the_description() {
+        init();
+        let mut config = VideoConfig::new(h264());
+        config.coded_width = Some(1280);
+        config.coded_height = Some(720);
+        let c = video_caps(&config).unwrap();
+        let s = c.structure(0).unwrap();
+        assert_eq!(s.get::<&str>("stream-format").unwrap(), "byte-stream");
+        assert_eq!(s.get::<i32>("width").unwrap(), 1280);
+
+        config.description = Some(Bytes::from_static(&[1, 0x42, 0xc0, 0x1f]));
+        let c = video_caps(&config).unwrap();
+        let s = c.structure(0).unwrap();
+        assert_eq!(s.get::<&str>("stream-format").unwrap(), "avc");
+        assert_eq!(s.get::<gst::Buffer>("codec_data").unwrap().size(), 4);
+    }
+
+    #[test]
+    fn round_trip_through_caps() {
+        init();
+        // A catalog rendition -> caps -> the same sink format again.
+        let mut config = VideoConfig::new(h264());
+        config.description = Some(Bytes::from_static(&[1, 0x42, 0xc0, 0x1f]));
+        let f = sink_format(&video_caps(&config).unwrap()).unwrap();
+        assert_eq!(f, SinkFormat::H264 { codec_data: config.description.clone() });
+
+        let opus = AudioConfig::new(AudioCodec::Opus, 48000, 2);
+        let f = sink_format(&audio_caps(&opus).unwrap()).unwrap();
+        assert_eq!(f, SinkFormat::Opus { rate: 48000, channels: 2 });
+    }
+
+    #[test]
+    fn audio_caps_use_int_fields() {
+        init();
+        let c = audio_caps(&AudioConfig::new(AudioCodec::Opus, 48000, 2)).unwrap();
+        let s = c.structure(0).unwrap();
+        assert!(s.get::<i32>("rate").is_ok());
+        assert!(s.get::<i32>("channels").is_ok());
+        assert!(audio_caps(&AudioConfig::new(AudioCodec::Opus, 0, 2)).is_err());
+        assert!(audio_caps(&AudioConfig::new(AudioCodec::Opus, 48000, 6)).is_err());
+    }
+
+    #[test]
+    fn aac_without_description_gets_an_audio_specific_config() {
+        init();
+        let config = AudioConfig::new(AAC { profile: 2 }, 44100, 2);
+        let c = audio_caps(&config).unwrap();
+        let s = c.structure(0).unwrap();
+        let asc = s.get::<gst::Buffer>("codec_data").unwrap();
+        let map = asc.map_readable().unwrap();
+        // AAC-LC (2), 44.1 kHz (index 4), stereo: 0x12 0x10.
+        assert_eq!(map.as_slice(), &[0x12, 0x10]);
+    }
+}

@@ -1,0 +1,705 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::MoqSinkPad;
+use super::publish::{Publisher, WriteError};
+use crate::catalog::{self, SinkFormat, TrackKind};
+use crate::connection::{self, Target};
+use crate::runtime::RUNTIME;
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "moqsink",
+        gst::DebugColorFlags::empty(),
+        Some("Media over QUIC sink"),
+    )
+});
+
+/// A group older than this asks upstream for a keyframe.
+const DEFAULT_MAX_GROUP_DURATION_MS: u32 = 2000;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    connection: connection::Settings,
+    max_group_duration_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            connection: connection::Settings::default(),
+            max_group_duration_ms: DEFAULT_MAX_GROUP_DURATION_MS,
+        }
+    }
+}
+
+/// The live session between READY->PAUSED and PAUSED->READY.
+struct Session {
+    target: Target,
+    /// Keeps the broadcast announced on the origin the connection serves.
+    _origin: moq_net::origin::Producer,
+    broadcast: moq_net::broadcast::Producer,
+    catalog: moq_mux::catalog::Producer,
+    connection: moq_tokio::Connection,
+    watcher: tokio::task::JoinHandle<()>,
+    /// Set before the session is torn down on purpose, so the watcher does not
+    /// report the end of the connection as a failure.
+    stopping: Arc<AtomicBool>,
+    catalog_finished: bool,
+    eos_posted: bool,
+}
+
+#[derive(Default)]
+pub struct MoqSink {
+    settings: Mutex<Settings>,
+    session: Mutex<Option<Session>>,
+    /// Pads in creation order; the index names their tracks.
+    next_index: Mutex<u32>,
+}
+
+impl MoqSink {
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn session(&self) -> MutexGuard<'_, Option<Session>> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sink_pads(&self) -> Vec<MoqSinkPad> {
+        self.obj()
+            .sink_pads()
+            .into_iter()
+            .filter_map(|p| p.downcast::<MoqSinkPad>().ok())
+            .collect()
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let target = self.settings().connection.validate()?;
+        let _guard = RUNTIME.enter();
+        let origin = moq_tokio::origin::spawn();
+        let mut broadcast = origin
+            .publish(target.broadcast.as_str(), moq_net::origin::Route::default())
+            .map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ["Cannot publish broadcast '{}': {}", target.broadcast, err]
+                )
+            })?;
+        let catalog = moq_mux::catalog::Producer::new(&mut broadcast, moq_mux::catalog::Config::default())
+            .map_err(|err| {
+                gst::error_msg!(gst::ResourceError::Failed, ["Cannot create the catalog track: {}", err])
+            })?;
+        let connection = connection::connect(&target, connection::Role::Publish(origin.consume()))?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let watcher = RUNTIME.spawn(watch_connection(
+            self.obj().downgrade(),
+            connection.clone(),
+            target.clone(),
+            stopping.clone(),
+        ));
+        gst::info!(
+            CAT,
+            imp = self,
+            "publishing broadcast '{}' to {}",
+            target.broadcast,
+            target.display_url()
+        );
+        *self.session() = Some(Session {
+            target,
+            _origin: origin,
+            broadcast,
+            catalog,
+            connection,
+            watcher,
+            stopping,
+            catalog_finished: false,
+            eos_posted: false,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) {
+        for pad in self.sink_pads() {
+            let mut state = pad.imp().state();
+            state.finish(&pad);
+            state.format = None;
+            state.segment = None;
+            state.eos = false;
+        }
+        let Some(mut session) = self.session().take() else {
+            return;
+        };
+        session.stopping.store(true, Ordering::SeqCst);
+        session.watcher.abort();
+        if !session.catalog_finished {
+            let _ = session.catalog.finish();
+        }
+        session.broadcast.close();
+        // Let the finished tracks drain to the relay in the background; close()
+        // bounds that by itself (about a second). Nothing here waits for it.
+        let connection = session.connection;
+        RUNTIME.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), connection.close()).await;
+        });
+        gst::info!(CAT, imp = self, "stopped publishing '{}'", session.target.broadcast);
+    }
+
+    /// The name for a pad's track: its `track-name`, or its order and codec.
+    fn track_name(pad: &MoqSinkPad, index: u32, generation: u32, format: &SinkFormat) -> String {
+        let base = match pad.imp().settings().track_name {
+            Some(name) => name,
+            None => format!("{index}.{}", format.track_suffix()),
+        };
+        match generation {
+            0 => base,
+            g => format!("{base}~{g}"),
+        }
+    }
+
+    fn handle_caps(&self, pad: &MoqSinkPad, caps: &gst::CapsRef) -> bool {
+        let format = match catalog::sink_format(caps) {
+            Ok(format) => format,
+            Err(err) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Unsupported caps on {}: {}", pad.name(), err),
+                    ["caps: {}", caps]
+                );
+                return false;
+            }
+        };
+        let expected = if pad.name().starts_with("audio") {
+            TrackKind::Audio
+        } else {
+            TrackKind::Video
+        };
+        if format.kind() != expected {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Caps {} are {} but pad {} takes {}", caps, format.kind().as_str(), pad.name(), expected.as_str())
+            );
+            return false;
+        }
+        let hints = catalog::video_hints(caps);
+        let (broadcast, catalog) = {
+            let session = self.session();
+            let Some(session) = session.as_ref() else {
+                gst::element_imp_error!(self, gst::CoreError::StateChange, ("Caps before the element started"));
+                return false;
+            };
+            (session.broadcast.clone(), session.catalog.clone())
+        };
+
+        let mut guard = pad.imp().state();
+        let state = &mut *guard;
+        if let (Some(old), Some(publisher)) = (state.format.as_ref(), state.publisher.as_mut())
+            && old.same_track(&format)
+        {
+            if let Err(err) = publisher.reconfigure(&format) {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("New caps on {} cannot be published: {}", pad.name(), err),
+                    ["caps: {}", caps]
+                );
+                return false;
+            }
+            gst::debug!(CAT, obj = pad, "caps changed in place: {caps}");
+            state.format = Some(format);
+            return true;
+        }
+        if state.publisher.is_some() {
+            // Another codec or framing: end the old track, start a new one.
+            state.finish(pad);
+            state.generation += 1;
+        }
+        let name = Self::track_name(pad, state.index, state.generation, &format);
+        match Publisher::new(&broadcast, &catalog, &name, &format, &hints) {
+            Ok(publisher) => {
+                gst::info!(CAT, obj = pad, "publishing track '{name}' for {caps}");
+                state.publisher = Some(publisher);
+                state.need_keyframe = format.kind() == TrackKind::Video;
+                state.group_start = None;
+                state.keyframe_requested = None;
+                state.format = Some(format);
+                true
+            }
+            Err(err) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Cannot publish track '{}' for {}: {}", name, pad.name(), err),
+                    ["caps: {}", caps]
+                );
+                false
+            }
+        }
+    }
+
+    fn sink_event(&self, pad: &MoqSinkPad, event: gst::Event) -> bool {
+        use gst::EventView;
+        gst::log!(CAT, obj = pad, "event {event:?}");
+        match event.view() {
+            EventView::Caps(c) => self.handle_caps(pad, c.caps()),
+            EventView::Segment(s) => {
+                match s.segment().downcast_ref::<gst::ClockTime>() {
+                    Some(segment) => {
+                        pad.imp().state().segment = Some(segment.clone());
+                        true
+                    }
+                    None => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Format,
+                            ("{} needs a TIME segment, got {:?}", pad.name(), s.segment().format())
+                        );
+                        false
+                    }
+                }
+            }
+            EventView::Eos(_) => {
+                {
+                    let mut state = pad.imp().state();
+                    state.finish(pad);
+                    state.eos = true;
+                }
+                self.check_all_eos();
+                true
+            }
+            EventView::FlushStop(_) => {
+                let mut state = pad.imp().state();
+                state.eos = false;
+                state.segment = None;
+                true
+            }
+            // Sink pads own the serialized events: nothing goes further.
+            _ => true,
+        }
+    }
+
+    /// Once every pad has seen EOS: finish the catalog, then tell the
+    /// application with an EOS message (we are the sink).
+    fn check_all_eos(&self) {
+        let pads = self.sink_pads();
+        if pads.is_empty() || !pads.iter().all(|p| p.imp().state().eos) {
+            return;
+        }
+        let mut guard = self.session();
+        let Some(session) = guard.as_mut() else { return };
+        if session.eos_posted {
+            return;
+        }
+        if !session.catalog_finished {
+            if let Err(err) = session.catalog.finish() {
+                gst::debug!(CAT, imp = self, "finishing the catalog: {err}");
+            }
+            session.catalog_finished = true;
+        }
+        session.eos_posted = true;
+        gst::info!(CAT, imp = self, "all tracks finished, posting EOS");
+        let obj = self.obj();
+        let msg = gst::message::Eos::builder().src(&*obj).build();
+        drop(guard);
+        let _ = obj.post_message(msg);
+    }
+
+    fn sink_chain(&self, pad: &MoqSinkPad, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // 0 turns the periodic keyframe request off.
+        let max_group = match self.settings().max_group_duration_ms {
+            0 => None,
+            ms => Some(gst::ClockTime::from_mseconds(ms.into())),
+        };
+        let mut request_keyframe = false;
+        let result = self.write(pad, buffer, max_group, &mut request_keyframe);
+        // Upstream events go out with no lock held.
+        if request_keyframe {
+            gst::debug!(CAT, obj = pad, "requesting a keyframe upstream");
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            pad.push_event(event);
+        }
+        result
+    }
+
+    fn write(
+        &self,
+        pad: &MoqSinkPad,
+        buffer: gst::Buffer,
+        max_group: Option<gst::ClockTime>,
+        request_keyframe: &mut bool,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut state = pad.imp().state();
+        if state.eos {
+            return Err(gst::FlowError::Eos);
+        }
+        let Some(kind) = state.format.as_ref().map(SinkFormat::kind) else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Buffer on {} before caps", pad.name()));
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        if state.publisher.is_none() {
+            // The track failed before; its error is already on the bus.
+            return Err(gst::FlowError::Error);
+        }
+        let Some(running_time) = state
+            .segment
+            .as_ref()
+            .and_then(|segment| segment.to_running_time(buffer.pts().or(buffer.dts())))
+        else {
+            gst::debug!(CAT, obj = pad, "dropping buffer without running time: {buffer:?}");
+            state.dropped += 1;
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let keyframe = kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        if kind == TrackKind::Video {
+            if keyframe {
+                state.group_start = Some(running_time);
+                state.keyframe_requested = None;
+            } else if state.need_keyframe {
+                // Started or restarted mid-GOP: nothing decodable until a keyframe.
+                state.dropped += 1;
+                if state.keyframe_requested.is_none() {
+                    state.keyframe_requested = Some(running_time);
+                    *request_keyframe = true;
+                }
+                return Ok(gst::FlowSuccess::Ok);
+            } else if let (Some(start), Some(max_group)) = (state.group_start, max_group)
+                && running_time.saturating_sub(start) >= max_group
+                && state.keyframe_requested.is_none_or(|at| running_time.saturating_sub(at) >= max_group)
+            {
+                state.keyframe_requested = Some(running_time);
+                *request_keyframe = true;
+            }
+        }
+        let Ok(timestamp) = moq_net::Timestamp::from_micros(running_time.useconds()) else {
+            state.dropped += 1;
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let size = buffer.size() as u64;
+        let payload = match buffer.into_mapped_buffer_readable() {
+            // Shares the GStreamer memory: the buffer lives as long as MoQ needs the bytes.
+            Ok(mapped) => Bytes::from_owner(mapped),
+            Err(_) => {
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("Cannot map a buffer on {}", pad.name()));
+                return Err(gst::FlowError::Error);
+            }
+        };
+        let Some(publisher) = state.publisher.as_mut() else {
+            return Err(gst::FlowError::Error);
+        };
+        match publisher.write(payload, timestamp, keyframe) {
+            Ok(()) => {
+                state.need_keyframe = false;
+                state.frames += 1;
+                state.bytes += size;
+                if keyframe {
+                    state.groups += 1;
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(WriteError::NeedKeyframe) => {
+                state.dropped += 1;
+                state.need_keyframe = true;
+                if state.keyframe_requested.is_none() {
+                    state.keyframe_requested = Some(running_time);
+                    *request_keyframe = true;
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(WriteError::Rewind) => {
+                gst::warning!(CAT, obj = pad, "dropping frame at {running_time}: timestamp went backwards");
+                state.dropped += 1;
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(WriteError::Other(err)) => {
+                let name = publisher.name().to_string();
+                state.finish(pad);
+                drop(state);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Cannot publish a frame on track '{}': {}", name, err)
+                );
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let mut s = gst::Structure::builder("application/x-moqsink-stats");
+        let (mut frames, mut bytes, mut groups, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+        for pad in self.sink_pads() {
+            let state = pad.imp().state();
+            frames += state.frames;
+            bytes += state.bytes;
+            groups += state.groups;
+            dropped += state.dropped;
+        }
+        let connected = self
+            .session()
+            .as_ref()
+            .is_some_and(|session| session.connection.connected());
+        s = s
+            .field("connected", connected)
+            .field("frames", frames)
+            .field("bytes", bytes)
+            .field("groups", groups)
+            .field("dropped", dropped);
+        s.build()
+    }
+}
+
+/// Reports connection changes and gives the error when the connection gives up.
+async fn watch_connection(
+    element: glib::WeakRef<super::MoqSink>,
+    mut connection: moq_tokio::Connection,
+    target: Target,
+    stopping: Arc<AtomicBool>,
+) {
+    loop {
+        match connection.status().await {
+            Ok(moq_tokio::connection::Status::Connected) => {
+                if let Some(obj) = element.upgrade() {
+                    gst::info!(CAT, obj = obj, "connected to {}", target.display_url());
+                }
+            }
+            Ok(status) => {
+                if let Some(obj) = element.upgrade() {
+                    gst::warning!(CAT, obj = obj, "relay connection {status:?}, reconnecting");
+                }
+            }
+            Err(err) => {
+                if !stopping.load(Ordering::SeqCst)
+                    && let Some(obj) = element.upgrade()
+                {
+                    obj.post_error_message(connection::failure_message(&target, &err, true));
+                }
+                return;
+            }
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for MoqSink {
+    const NAME: &'static str = "GstMoqSink";
+    type Type = super::MoqSink;
+    type ParentType = gst::Element;
+    type Interfaces = (gst::ChildProxy,);
+}
+
+impl ObjectImpl for MoqSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = connection::properties();
+            props.push(
+                glib::ParamSpecUInt::builder("max-group-duration")
+                    .nick("Maximum group duration")
+                    .blurb(
+                        "Milliseconds after which a video group asks upstream for a keyframe \
+                         (GstForceKeyUnit), so late joiners wait at most this long; 0 never asks",
+                    )
+                    .default_value(DEFAULT_MAX_GROUP_DURATION_MS)
+                    .mutable_playing()
+                    .build(),
+            );
+            props.push(
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Frames, bytes, groups and dropped frames published so far, and the connection state")
+                    .read_only()
+                    .build(),
+            );
+            props
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings();
+        if connection::set_property(&mut settings.connection, value, pspec) {
+            return;
+        }
+        if pspec.name() == "max-group-duration" {
+            settings.max_group_duration_ms = value.get().unwrap_or(DEFAULT_MAX_GROUP_DURATION_MS);
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = connection::property(&self.settings().connection, pspec) {
+            return value;
+        }
+        match pspec.name() {
+            "max-group-duration" => self.settings().max_group_duration_ms.to_value(),
+            "stats" => self.stats().to_value(),
+            _ => None::<String>.to_value(),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_element_flags(gst::ElementFlags::SINK);
+    }
+}
+
+impl GstObjectImpl for MoqSink {}
+
+impl ElementImpl for MoqSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "MoQ Sink",
+                "Sink/Network/Audio/Video",
+                "Publishes encoded audio and video as a Media over QUIC broadcast",
+                "gst-plugin-moq developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let video = catalog::VIDEO_SINK_CAPS.parse::<gst::Caps>().expect("valid caps");
+            let audio = catalog::AUDIO_SINK_CAPS.parse::<gst::Caps>().expect("valid caps");
+            vec![
+                gst::PadTemplate::with_gtype(
+                    "video_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &video,
+                    MoqSinkPad::static_type(),
+                )
+                .expect("valid video template"),
+                gst::PadTemplate::with_gtype(
+                    "audio_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &audio,
+                    MoqSinkPad::static_type(),
+                )
+                .expect("valid audio template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let prefix = templ.name_template().trim_end_matches("%u").to_string();
+        let obj = self.obj();
+        let name = match name {
+            Some(name) => {
+                if obj.static_pad(name).is_some() {
+                    gst::warning!(CAT, imp = self, "pad {name} already exists");
+                    return None;
+                }
+                name.to_string()
+            }
+            None => (0..)
+                .map(|i| format!("{prefix}{i}"))
+                .find(|n| obj.static_pad(n).is_none())?,
+        };
+        let pad = gst::PadBuilder::<MoqSinkPad>::from_template(templ)
+            .name(name.as_str())
+            .chain_function(|pad, parent, buffer| {
+                MoqSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |sink| sink.sink_chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                MoqSink::catch_panic_pad_function(parent, || false, |sink| sink.sink_event(pad, event))
+            })
+            .query_function(|pad, parent, query| {
+                MoqSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |sink| {
+                        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
+                            // Take any fixed caps here: the caps event then refuses
+                            // what cannot be carried with an error that names it,
+                            // instead of a bare not-negotiated from upstream.
+                            let fixed = q.caps().is_fixed();
+                            q.set_result(fixed);
+                            return true;
+                        }
+                        gst::Pad::query_default(pad, Some(&*sink.obj()), query)
+                    },
+                )
+            })
+            .flags(gst::PadFlags::ACCEPT_TEMPLATE)
+            .build();
+        {
+            let mut next = self.next_index.lock().unwrap_or_else(|e| e.into_inner());
+            pad.imp().state().index = *next;
+            *next += 1;
+        }
+        if pad.set_active(obj.current_state() > gst::State::Ready).is_err() {
+            gst::warning!(CAT, imp = self, "cannot activate {name}");
+        }
+        obj.add_pad(&pad).ok()?;
+        obj.child_added(&pad, &pad.name());
+        Some(pad.upcast())
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        if let Some(sink_pad) = pad.downcast_ref::<MoqSinkPad>() {
+            sink_pad.imp().state().finish(sink_pad);
+        }
+        let obj = self.obj();
+        let _ = pad.set_active(false);
+        let _ = obj.remove_pad(pad);
+        obj.child_removed(pad, &pad.name());
+        // A pad leaving may leave only finished pads behind.
+        self.check_all_eos();
+    }
+
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        gst::debug!(CAT, imp = self, "changing state: {transition:?}");
+        if transition == gst::StateChange::ReadyToPaused
+            && let Err(err) = self.start()
+        {
+            self.post_error_message(err);
+            return Err(gst::StateChangeError);
+        }
+        let result = self.parent_change_state(transition);
+        if transition == gst::StateChange::PausedToReady {
+            self.stop();
+        }
+        result
+    }
+}
+
+impl ChildProxyImpl for MoqSink {
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        self.obj()
+            .sink_pads()
+            .into_iter()
+            .nth(index as usize)
+            .map(|p| p.upcast())
+    }
+
+    fn children_count(&self) -> u32 {
+        self.obj().num_sink_pads() as u32
+    }
+
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        self.obj().static_pad(name).map(|p| p.upcast())
+    }
+}

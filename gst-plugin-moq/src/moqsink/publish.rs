@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! One MoQ track fed from one sink pad, through the `moq-mux` importer of its
+//! codec. The importer writes the container and keeps the catalog rendition
+//! up to date; this module only picks it and hands it whole frames.
+
+use bytes::Bytes;
+use moq_mux::codec;
+
+use crate::catalog::{SinkFormat, VideoHints};
+
+/// Why a frame was not published.
+#[derive(Debug)]
+pub enum WriteError {
+    /// A delta frame with no group open (a start or restart mid-GOP): skip it
+    /// and wait for a keyframe.
+    NeedKeyframe,
+    /// A timestamp below what the track already published.
+    Rewind,
+    Other(moq_mux::Error),
+}
+
+impl From<moq_mux::Error> for WriteError {
+    fn from(err: moq_mux::Error) -> Self {
+        match err {
+            moq_mux::Error::MissingKeyframe(_) => WriteError::NeedKeyframe,
+            moq_mux::Error::TimestampRewind(_) => WriteError::Rewind,
+            other => WriteError::Other(other),
+        }
+    }
+}
+
+enum Importer {
+    H264(codec::h264::Import),
+    H265(codec::h265::Import),
+    Av1(codec::av1::Import),
+    Vp8(codec::vp8::Import),
+    Vp9(codec::vp9::Import),
+    Opus(codec::opus::Import),
+    Aac(codec::aac::Import),
+}
+
+/// A published track.
+pub struct Publisher {
+    importer: Importer,
+    name: String,
+}
+
+fn video_hint(hints: &VideoHints) -> moq_mux::catalog::VideoHint {
+    let mut hint = moq_mux::catalog::VideoHint::default();
+    hint.coded_width = hints.width;
+    hint.coded_height = hints.height;
+    hint.framerate = hints.framerate;
+    // Frames leave as soon as they are encoded: ask decoders not to buffer.
+    hint.optimize_for_latency = Some(true);
+    hint
+}
+
+impl Publisher {
+    /// Reserve the track `name` in the broadcast and the catalog and start the
+    /// importer for `format`.
+    pub fn new(
+        broadcast: &moq_net::broadcast::Producer,
+        catalog: &moq_mux::catalog::Producer,
+        name: &str,
+        format: &SinkFormat,
+        hints: &VideoHints,
+    ) -> Result<Self, moq_mux::Error> {
+        let request = broadcast.reserve_track(name.to_string())?;
+        let reserved = catalog.reserve();
+        let priority = match format.kind() {
+            crate::catalog::TrackKind::Video => hang::catalog::PRIORITY.video,
+            crate::catalog::TrackKind::Audio => hang::catalog::PRIORITY.audio,
+        };
+        let track = request.accept(reserved.track_info(priority));
+        let importer = match format {
+            SinkFormat::H264 { codec_data } => {
+                let mut import = codec::h264::Import::new(track, reserved, video_hint(hints))?;
+                if let Some(avcc) = codec_data {
+                    import.initialize(avcc)?;
+                }
+                Importer::H264(import)
+            }
+            SinkFormat::H265 { codec_data } => {
+                let mut import = codec::h265::Import::new(track, reserved, video_hint(hints))?;
+                if let Some(hvcc) = codec_data {
+                    import.initialize(hvcc)?;
+                }
+                Importer::H265(import)
+            }
+            SinkFormat::Av1 { codec_data } => {
+                let mut import = codec::av1::Import::new(track, reserved, video_hint(hints))?;
+                if let Some(av1c) = codec_data {
+                    import.initialize(av1c)?;
+                }
+                Importer::Av1(import)
+            }
+            SinkFormat::Vp8 => {
+                let mut hint = video_hint(hints);
+                // VP8 has no parameters: the catalog can say it before any frame.
+                hint.codec = Some(hang::catalog::VideoCodec::VP8);
+                Importer::Vp8(codec::vp8::Import::new(track, reserved, hint)?)
+            }
+            SinkFormat::Vp9 => Importer::Vp9(codec::vp9::Import::new(track, reserved, video_hint(hints))?),
+            SinkFormat::Opus { rate, channels } => {
+                let config = codec::opus::Config::new(*rate, *channels).into();
+                Importer::Opus(codec::opus::Import::new(track, reserved, config)?)
+            }
+            SinkFormat::Aac { codec_data } => {
+                let config = codec::aac::config(codec_data)?;
+                Importer::Aac(codec::aac::Import::new(track, reserved, config)?)
+            }
+        };
+        Ok(Self {
+            importer,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Take a new configuration of the same codec and framing in place (new
+    /// SPS/PPS, new resolution): the importer updates the catalog rendition.
+    pub fn reconfigure(&mut self, format: &SinkFormat) -> Result<(), moq_mux::Error> {
+        match (&mut self.importer, format) {
+            (Importer::H264(import), SinkFormat::H264 { codec_data: Some(d) }) => import.initialize(d),
+            (Importer::H265(import), SinkFormat::H265 { codec_data: Some(d) }) => import.initialize(d),
+            (Importer::Av1(import), SinkFormat::Av1 { codec_data: Some(d) }) => import.initialize(d),
+            // In-band formats carry their configuration in the keyframes.
+            _ => Ok(()),
+        }
+    }
+
+    /// Publish one whole frame (an access unit, temporal unit or audio packet).
+    /// `payload` shares the GStreamer buffer's memory: nothing is copied here.
+    /// Video keyframes open a new MoQ group; every audio packet is a group of its
+    /// own, so the relay forwards it without waiting for the next.
+    pub fn write(&mut self, payload: Bytes, timestamp: moq_net::Timestamp, keyframe: bool) -> Result<(), WriteError> {
+        let frame = || moq_mux::container::Frame {
+            timestamp,
+            duration: None,
+            payload: payload.clone(),
+            keyframe,
+        };
+        match &mut self.importer {
+            Importer::H264(import) => import.decode([frame()])?,
+            Importer::H265(import) => import.decode([frame()])?,
+            Importer::Av1(import) => import.decode([frame()])?,
+            Importer::Vp8(import) => import.decode(payload, Some(timestamp))?,
+            Importer::Vp9(import) => import.decode(payload, Some(timestamp))?,
+            Importer::Opus(import) => {
+                import.decode(payload, Some(timestamp))?;
+                import.cut(None)?;
+            }
+            Importer::Aac(import) => {
+                import.decode(payload, Some(timestamp))?;
+                import.cut(None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// End the track cleanly: subscribers read to its end and see it finish.
+    pub fn finish(&mut self) -> Result<(), moq_mux::Error> {
+        match &mut self.importer {
+            Importer::H264(import) => import.finish(),
+            Importer::H265(import) => import.finish(),
+            Importer::Av1(import) => import.finish(),
+            Importer::Vp8(import) => import.finish(),
+            Importer::Vp9(import) => import.finish(),
+            Importer::Opus(import) => import.finish(),
+            Importer::Aac(import) => import.finish(),
+        }
+    }
+}

@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use tokio::sync::mpsc;
+
+use super::MoqSrcPad;
+use crate::catalog::{self, TrackKind};
+use crate::connection::{self, Target};
+use crate::runtime::RUNTIME;
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "moqsrc",
+        gst::DebugColorFlags::empty(),
+        Some("Media over QUIC source"),
+    )
+});
+
+const DEFAULT_LATENCY_MS: u32 = 100;
+/// Frames in flight between a track reader and its pad's streaming thread.
+/// Small: a reader that gets ahead waits instead of queueing stale media.
+const CHANNEL_FRAMES: usize = 32;
+/// How far a group may fall behind the newest before the reader skips it.
+const MAX_GROUP_AGE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+struct Settings {
+    connection: connection::Settings,
+    latency_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            connection: connection::Settings::default(),
+            latency_ms: DEFAULT_LATENCY_MS,
+        }
+    }
+}
+
+/// What a track reader hands its pad's streaming thread.
+enum Item {
+    Frame {
+        payload: Bytes,
+        timestamp_us: u64,
+        keyframe: bool,
+        discont: bool,
+    },
+    Caps(gst::Caps),
+    Eos,
+}
+
+/// Maps publisher timestamps onto our running time, one mapping for all pads:
+/// the first frame of any track anchors it, so audio and video keep the
+/// spacing the publisher gave them.
+#[derive(Default)]
+struct Timeline {
+    anchor: Mutex<Option<(u64, gst::ClockTime)>>,
+}
+
+impl Timeline {
+    fn running_time(&self, timestamp_us: u64, now: impl FnOnce() -> gst::ClockTime) -> gst::ClockTime {
+        let mut anchor = self.anchor.lock().unwrap_or_else(|e| e.into_inner());
+        let (base_us, base_rt) = *anchor.get_or_insert_with(|| (timestamp_us, now()));
+        if timestamp_us >= base_us {
+            base_rt.saturating_add(gst::ClockTime::from_useconds(timestamp_us - base_us))
+        } else {
+            base_rt.saturating_sub(gst::ClockTime::from_useconds(base_us - timestamp_us))
+        }
+    }
+}
+
+struct State {
+    session: Option<tokio::task::JoinHandle<()>>,
+    pads: Vec<MoqSrcPad>,
+    flow_combiner: gst_base::UniqueFlowCombiner,
+    group_id: gst::GroupId,
+    next_video: u32,
+    next_audio: u32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            session: None,
+            pads: Vec::new(),
+            flow_combiner: gst_base::UniqueFlowCombiner::new(),
+            group_id: gst::GroupId::next(),
+            next_video: 0,
+            next_audio: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MoqSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    timeline: Arc<Timeline>,
+}
+
+impl MoqSrc {
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let target = self.settings().connection.validate()?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "subscribing to broadcast '{}' at {}",
+            target.broadcast,
+            target.display_url()
+        );
+        *self.timeline.anchor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut state = self.state();
+        state.group_id = gst::GroupId::next();
+        state.flow_combiner.reset();
+        state.session = Some(RUNTIME.spawn(run_session(self.obj().downgrade(), target)));
+        Ok(())
+    }
+
+    fn stop(&self) {
+        let (session, pads) = {
+            let mut state = self.state();
+            state.next_video = 0;
+            state.next_audio = 0;
+            (state.session.take(), std::mem::take(&mut state.pads))
+        };
+        // Aborting the session drops every track reader and with them the
+        // senders the pad tasks wait on, so the tasks wake up and stop.
+        if let Some(session) = session {
+            session.abort();
+        }
+        let obj = self.obj();
+        for pad in pads {
+            // Deactivating flushes the pad and joins its task.
+            let _ = pad.set_active(false);
+            let _ = obj.remove_pad(&pad);
+        }
+    }
+
+    /// Add a pad for a new rendition, its sticky events stored before anyone
+    /// can link it, and start the streaming thread that pushes its frames.
+    fn add_rendition(&self, kind: TrackKind, track: &str, caps: gst::Caps) -> Option<mpsc::Sender<Item>> {
+        let obj = self.obj();
+        let (name, group_id) = {
+            let mut state = self.state();
+            let n = match kind {
+                TrackKind::Video => &mut state.next_video,
+                TrackKind::Audio => &mut state.next_audio,
+            };
+            let name = format!("{}_{}", kind.as_str(), *n);
+            *n += 1;
+            (name, state.group_id)
+        };
+        let templ = obj.element_class().pad_template(&format!("{}_%u", kind.as_str()))?;
+        let pad = gst::PadBuilder::<MoqSrcPad>::from_template(&templ)
+            .name(name.as_str())
+            .query_function(|pad, parent, query| {
+                MoqSrc::catch_panic_pad_function(parent, || false, |src| src.src_query(pad, query))
+            })
+            .event_function(|pad, parent, event| {
+                MoqSrc::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |src| {
+                        // Keyframe requests and QoS from downstream have no one
+                        // to go to here (the publisher is across the relay).
+                        if event.type_() == gst::EventType::CustomUpstream {
+                            gst::debug!(CAT, obj = pad, "upstream event {event:?} not forwarded");
+                            return true;
+                        }
+                        gst::Pad::event_default(pad, Some(&*src.obj()), event)
+                    },
+                )
+            })
+            .build();
+        *pad.imp().track.lock().unwrap_or_else(|e| e.into_inner()) = Some(track.to_string());
+        if pad.set_active(true).is_err() {
+            gst::warning!(CAT, imp = self, "cannot activate pad {name}");
+            return None;
+        }
+        let stream_id = pad.create_stream_id(&*obj, Some(track));
+        let _ = pad.store_sticky_event(
+            &gst::event::StreamStart::builder(stream_id.as_str())
+                .group_id(group_id)
+                .build(),
+        );
+        let _ = pad.store_sticky_event(&gst::event::Caps::new(&caps));
+        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        segment.set_start(gst::ClockTime::ZERO);
+        let _ = pad.store_sticky_event(&gst::event::Segment::new(&segment));
+
+        let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
+        let rx = Arc::new(Mutex::new(rx));
+        let element = obj.downgrade();
+        let task_pad = pad.downgrade();
+        let started = pad.start_task(move || {
+            let (Some(element), Some(pad)) = (element.upgrade(), task_pad.upgrade()) else {
+                return;
+            };
+            // This is a GStreamer streaming thread, never a tokio one.
+            let item = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+            element.imp().handle_item(&pad, item);
+        });
+        if started.is_err() {
+            gst::warning!(CAT, imp = self, "cannot start the task of pad {name}");
+            return None;
+        }
+        {
+            let mut state = self.state();
+            state.flow_combiner.add_pad(&pad);
+            state.pads.push(pad.clone());
+        }
+        gst::info!(CAT, imp = self, "adding pad {name} for track '{track}' with {caps}");
+        if obj.add_pad(&pad).is_err() {
+            return None;
+        }
+        Some(tx)
+    }
+
+    fn handle_item(&self, pad: &MoqSrcPad, item: Option<Item>) {
+        match item {
+            // The reader went away without an end: the element is stopping.
+            None => {
+                let _ = pad.pause_task();
+            }
+            Some(Item::Eos) => {
+                gst::debug!(CAT, obj = pad, "track ended");
+                pad.push_event(gst::event::Eos::new());
+                let _ = pad.pause_task();
+            }
+            Some(Item::Caps(caps)) => {
+                gst::info!(CAT, obj = pad, "caps changed to {caps}");
+                pad.push_event(gst::event::Caps::new(&caps));
+            }
+            Some(Item::Frame {
+                payload,
+                timestamp_us,
+                keyframe,
+                discont,
+            }) => {
+                let obj = self.obj();
+                let pts = self.timeline.running_time(timestamp_us, || {
+                    obj.current_running_time().unwrap_or(gst::ClockTime::ZERO)
+                });
+                // Wraps the received bytes; no copy.
+                let mut buffer = gst::Buffer::from_slice(payload);
+                {
+                    let buffer = buffer.get_mut().expect("a new buffer is writable");
+                    buffer.set_pts(pts);
+                    let mut flags = gst::BufferFlags::empty();
+                    if !keyframe {
+                        flags |= gst::BufferFlags::DELTA_UNIT;
+                    }
+                    if discont {
+                        flags |= gst::BufferFlags::DISCONT;
+                    }
+                    buffer.set_flags(flags);
+                }
+                let result = pad.push(buffer);
+                let combined = self.state().flow_combiner.update_pad_flow(pad, result);
+                match combined {
+                    Ok(_) => {}
+                    Err(gst::FlowError::Flushing) => {
+                        let _ = pad.pause_task();
+                    }
+                    Err(gst::FlowError::Eos) => {
+                        pad.push_event(gst::event::Eos::new());
+                        let _ = pad.pause_task();
+                    }
+                    Err(err) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Failed,
+                            ("Internal data stream error."),
+                            ["streaming stopped on {}, reason {:?}", pad.name(), err]
+                        );
+                        pad.push_event(gst::event::Eos::new());
+                        let _ = pad.pause_task();
+                    }
+                }
+            }
+        }
+    }
+
+    fn src_query(&self, pad: &MoqSrcPad, query: &mut gst::QueryRef) -> bool {
+        match query.view_mut() {
+            gst::QueryViewMut::Latency(q) => {
+                let latency = gst::ClockTime::from_mseconds(self.settings().latency_ms.into());
+                q.set(true, latency, Some(latency));
+                true
+            }
+            _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+        }
+    }
+
+    fn post_error(&self, msg: gst::ErrorMessage) {
+        self.post_error_message(msg);
+    }
+}
+
+/// The whole life of a subscription: connect, wait for the broadcast, follow
+/// its catalog and run one reader per rendition until the broadcast ends.
+async fn run_session(element: glib::WeakRef<super::MoqSrc>, target: Target) {
+    let origin = moq_tokio::origin::spawn();
+    let consumer = origin.consume();
+    let connection = match connection::connect(&target, connection::Role::Subscribe(origin)) {
+        Ok(connection) => connection,
+        Err(msg) => {
+            if let Some(obj) = element.upgrade() {
+                obj.imp().post_error(msg);
+            }
+            return;
+        }
+    };
+    let result = tokio::select! {
+        closed = connection.closed() => match closed {
+            Err(err) => Err(connection::failure_message(&target, &err, false)),
+            Ok(()) => Ok(()),
+        },
+        followed = follow(&element, &consumer, &target) => followed,
+    };
+    if let Err(msg) = result
+        && let Some(obj) = element.upgrade()
+    {
+        obj.imp().post_error(msg);
+    }
+}
+
+struct Rendition {
+    kind: TrackKind,
+    caps: gst::Caps,
+    container: moq_mux::catalog::hang::Container,
+}
+
+/// The renditions of a catalog we can play, by track name. Those we cannot
+/// are reported once each as a warning and left out.
+fn renditions(
+    element: &glib::WeakRef<super::MoqSrc>,
+    catalog: &moq_mux::catalog::hang::Catalog,
+    skipped: &mut HashSet<String>,
+) -> Vec<(String, Rendition)> {
+    let mut out = Vec::new();
+    let video = catalog.video.renditions.iter().map(|(name, config)| {
+        (name, TrackKind::Video, catalog::video_caps(config).map_err(|e| e.to_string()), &config.container)
+    });
+    let audio = catalog.audio.renditions.iter().map(|(name, config)| {
+        (name, TrackKind::Audio, catalog::audio_caps(config).map_err(|e| e.to_string()), &config.container)
+    });
+    for (name, kind, caps, container) in video.chain(audio) {
+        let mux_kind = match kind {
+            TrackKind::Video => moq_mux::container::Kind::Video,
+            TrackKind::Audio => moq_mux::container::Kind::Audio,
+        };
+        let container = moq_mux::catalog::hang::Container::new(container, mux_kind).map_err(|e| e.to_string());
+        match (caps, container) {
+            (Ok(caps), Ok(container)) => out.push((name.clone(), Rendition { kind, caps, container })),
+            (Err(err), _) | (_, Err(err)) => {
+                if skipped.insert(name.clone())
+                    && let Some(obj) = element.upgrade()
+                {
+                    gst::element_warning!(
+                        obj,
+                        gst::StreamError::CodecNotFound,
+                        ("Skipping track '{}' of the broadcast: {}", name, err)
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn follow(
+    element: &glib::WeakRef<super::MoqSrc>,
+    consumer: &moq_net::origin::Consumer,
+    target: &Target,
+) -> Result<(), gst::ErrorMessage> {
+    if let Some(obj) = element.upgrade() {
+        gst::info!(CAT, obj = obj, "waiting for broadcast '{}' to be announced", target.broadcast);
+    }
+    let broadcast = consumer
+        .routed_broadcast(target.broadcast.as_str())
+        .await
+        .map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ["Broadcast '{}' is not available at {}: {}", target.broadcast, target.display_url(), err]
+            )
+        })?;
+    let catalog_error = |err: &dyn std::fmt::Display| {
+        gst::error_msg!(
+            gst::StreamError::Demux,
+            ["Cannot read the catalog of broadcast '{}': {}", target.broadcast, err]
+        )
+    };
+    let catalog_track = broadcast
+        .track(hang::catalog::Catalog::DEFAULT_NAME)
+        .map_err(|e| catalog_error(&e))?;
+    let subscriber = catalog_track
+        .subscribe(hang::catalog::Catalog::default_subscription())
+        .await
+        .map_err(|e| catalog_error(&e))?;
+    let mut catalog = moq_mux::catalog::hang::Consumer::<()>::new(subscriber);
+
+    let mut senders: HashMap<String, (mpsc::Sender<Item>, gst::Caps)> = HashMap::new();
+    let mut skipped = HashSet::new();
+    let mut readers = tokio::task::JoinSet::new();
+    let mut announced = false;
+    loop {
+        tokio::select! {
+            next = catalog.next() => match next {
+                Ok(Some(update)) => {
+                    for (name, rendition) in renditions(element, &update, &mut skipped) {
+                        if let Some((tx, caps)) = senders.get_mut(&name) {
+                            if *caps != rendition.caps {
+                                *caps = rendition.caps.clone();
+                                let _ = tx.send(Item::Caps(rendition.caps)).await;
+                            }
+                            continue;
+                        }
+                        let Some(obj) = element.upgrade() else { return Ok(()) };
+                        let Some(tx) = obj.imp().add_rendition(rendition.kind, &name, rendition.caps.clone()) else {
+                            continue;
+                        };
+                        senders.insert(name.clone(), (tx.clone(), rendition.caps));
+                        readers.spawn(read_track(
+                            element.clone(),
+                            broadcast.clone(),
+                            name,
+                            rendition.container,
+                            tx,
+                        ));
+                    }
+                    if !announced && !senders.is_empty() {
+                        announced = true;
+                        if let Some(obj) = element.upgrade() {
+                            obj.no_more_pads();
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    if senders.is_empty() {
+                        return Err(catalog_error(&err));
+                    }
+                    // The broadcast went away under us: the readers end their
+                    // pads; say why.
+                    if let Some(obj) = element.upgrade() {
+                        gst::element_warning!(
+                            obj,
+                            gst::StreamError::Demux,
+                            ("Catalog of broadcast '{}' ended: {}", target.broadcast, err)
+                        );
+                    }
+                    break;
+                }
+            },
+            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+        }
+    }
+    drop(senders);
+    // The catalog is finished: each track reads to its own end, then EOS.
+    while readers.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Subscribe to one track and hand its frames, in order, to the pad task.
+async fn read_track(
+    element: glib::WeakRef<super::MoqSrc>,
+    broadcast: moq_net::broadcast::Consumer,
+    name: String,
+    container: moq_mux::catalog::hang::Container,
+    tx: mpsc::Sender<Item>,
+) {
+    let subscribed = match broadcast.track(&name) {
+        Ok(track) => track
+            .subscribe(moq_net::track::Subscription::default().with_max_age(MAX_GROUP_AGE))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    let subscriber = match subscribed {
+        Ok(subscriber) => subscriber,
+        Err(err) => {
+            if let Some(obj) = element.upgrade() {
+                gst::element_warning!(
+                    obj,
+                    gst::ResourceError::Read,
+                    ("Cannot subscribe to track '{}': {}", name, err)
+                );
+            }
+            let _ = tx.send(Item::Eos).await;
+            return;
+        }
+    };
+    let mut track = moq_mux::container::Consumer::new(subscriber, container);
+    let mut discontinuity = track.discontinuity();
+    let mut first = true;
+    loop {
+        match track.read().await {
+            Ok(Some(frame)) => {
+                let now = track.discontinuity();
+                let discont = first || now != discontinuity;
+                discontinuity = now;
+                first = false;
+                let item = Item::Frame {
+                    timestamp_us: u64::try_from(frame.timestamp.as_micros()).unwrap_or(u64::MAX),
+                    payload: frame.payload,
+                    keyframe: frame.keyframe,
+                    discont,
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                if let Some(obj) = element.upgrade() {
+                    gst::element_warning!(
+                        obj,
+                        gst::StreamError::Demux,
+                        ("Track '{}' ended with an error: {}", name, err)
+                    );
+                }
+                break;
+            }
+        }
+    }
+    let _ = tx.send(Item::Eos).await;
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for MoqSrc {
+    const NAME: &'static str = "GstMoqSrc";
+    type Type = super::MoqSrc;
+    type ParentType = gst::Element;
+}
+
+impl ObjectImpl for MoqSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = connection::properties();
+            props.push(
+                glib::ParamSpecUInt::builder("latency")
+                    .nick("Latency")
+                    .blurb(
+                        "Milliseconds of latency reported to the pipeline: how much later than \
+                         the first frame's arrival each frame is rendered, to absorb network jitter",
+                    )
+                    .default_value(DEFAULT_LATENCY_MS)
+                    .mutable_ready()
+                    .build(),
+            );
+            props
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings();
+        if connection::set_property(&mut settings.connection, value, pspec) {
+            return;
+        }
+        if pspec.name() == "latency" {
+            settings.latency_ms = value.get().unwrap_or(DEFAULT_LATENCY_MS);
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings();
+        if let Some(value) = connection::property(&settings.connection, pspec) {
+            return value;
+        }
+        match pspec.name() {
+            "latency" => settings.latency_ms.to_value(),
+            _ => None::<String>.to_value(),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_element_flags(gst::ElementFlags::SOURCE);
+    }
+}
+
+impl GstObjectImpl for MoqSrc {}
+
+impl ElementImpl for MoqSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "MoQ Source",
+                "Source/Network/Audio/Video",
+                "Plays a Media over QUIC broadcast: one pad per rendition of its catalog",
+                "gst-plugin-moq developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let video = catalog::VIDEO_SRC_CAPS.parse::<gst::Caps>().expect("valid caps");
+            let audio = catalog::AUDIO_SRC_CAPS.parse::<gst::Caps>().expect("valid caps");
+            vec![
+                gst::PadTemplate::with_gtype(
+                    "video_%u",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Sometimes,
+                    &video,
+                    MoqSrcPad::static_type(),
+                )
+                .expect("valid video template"),
+                gst::PadTemplate::with_gtype(
+                    "audio_%u",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Sometimes,
+                    &audio,
+                    MoqSrcPad::static_type(),
+                )
+                .expect("valid audio template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        gst::debug!(CAT, imp = self, "changing state: {transition:?}");
+        if transition == gst::StateChange::ReadyToPaused
+            && let Err(err) = self.start()
+        {
+            self.post_error_message(err);
+            return Err(gst::StateChangeError);
+        }
+        let mut result = self.parent_change_state(transition);
+        match transition {
+            gst::StateChange::PausedToReady => self.stop(),
+            // A live source: nothing to preroll.
+            gst::StateChange::ReadyToPaused | gst::StateChange::PlayingToPaused => {
+                if result.is_ok() {
+                    result = Ok(gst::StateChangeSuccess::NoPreroll);
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+}

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+/**
+ * SECTION:element-moqsrc
+ *
+ * `moqsrc` subscribes to a Media over QUIC broadcast on a relay, reads its
+ * `hang` catalog and adds one sometimes pad per rendition (`video_%u`,
+ * `audio_%u`) with caps that GStreamer's parsers and decoders accept directly
+ * (H.264/H.265 `avc`/`hvc1` with `codec_data` or `byte-stream`, VP8, VP9, AV1,
+ * Opus, raw AAC with `codec_data`). It signals `no-more-pads` after the first
+ * catalog.
+ *
+ * It is a live source: buffers carry running times on one timeline shared by
+ * all pads (audio and video stay in sync), delta frames are marked, and the
+ * latency query answers with the `latency` property. It waits for a broadcast
+ * that is not announced yet, and sends EOS on every pad when the broadcast ends.
+ *
+ * ## Example launch lines
+ *
+ * ```shell
+ * gst-launch-1.0 moqsrc url=https://localhost:4443/anon broadcast=cam tls-disable-verify=true name=src \
+ *     src.video_0 ! queue ! decodebin3 ! videoconvert ! autovideosink \
+ *     src.audio_0 ! queue ! decodebin3 ! audioconvert ! autoaudiosink
+ * ```
+ *
+ * Since: 0.1
+ */
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+mod pad;
+
+glib::wrapper! {
+    pub struct MoqSrc(ObjectSubclass<imp::MoqSrc>) @extends gst::Element, gst::Object;
+}
+
+glib::wrapper! {
+    /// A source pad of `moqsrc`: one rendition of the broadcast.
+    pub struct MoqSrcPad(ObjectSubclass<pad::MoqSrcPad>) @extends gst::Pad, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    MoqSrcPad::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(Some(plugin), "moqsrc", gst::Rank::NONE, MoqSrc::static_type())
+}
