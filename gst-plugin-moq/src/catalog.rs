@@ -12,8 +12,8 @@ use bytes::Bytes;
 use hang::catalog::{AudioCodec, AudioConfig, VideoCodec, VideoConfig};
 
 /// Caps a moqsink pad accepts: what `gst-inspect-1.0 moqsink` shows.
-pub const VIDEO_SINK_CAPS: &str = "video/x-h264, stream-format=(string){ avc, byte-stream }, alignment=(string)au; \
-     video/x-h265, stream-format=(string){ hvc1, byte-stream }, alignment=(string)au; \
+pub const VIDEO_SINK_CAPS: &str = "video/x-h264, stream-format=(string){ byte-stream, avc }, alignment=(string)au; \
+     video/x-h265, stream-format=(string){ byte-stream, hvc1 }, alignment=(string)au; \
      video/x-vp8; \
      video/x-vp9; \
      video/x-av1, stream-format=(string)obu-stream, alignment=(string)tu";
@@ -21,8 +21,8 @@ pub const AUDIO_SINK_CAPS: &str = "audio/x-opus, channel-mapping-family=(int)0, 
      audio/mpeg, mpegversion=(int)4, stream-format=(string)raw";
 
 /// Caps a moqsrc pad may carry.
-pub const VIDEO_SRC_CAPS: &str = "video/x-h264, stream-format=(string){ avc, byte-stream }, alignment=(string)au; \
-     video/x-h265, stream-format=(string){ hvc1, byte-stream }, alignment=(string)au; \
+pub const VIDEO_SRC_CAPS: &str = "video/x-h264, stream-format=(string){ byte-stream, avc }, alignment=(string)au; \
+     video/x-h265, stream-format=(string){ byte-stream, hvc1 }, alignment=(string)au; \
      video/x-vp8; \
      video/x-vp9; \
      video/x-av1, stream-format=(string)obu-stream, alignment=(string)tu";

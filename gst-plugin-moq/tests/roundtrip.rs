@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! Every codec through a real relay: encoder -> moqsink -> moq-relay -> moqsrc
+//! -> decodebin3 -> appsink, with real GStreamer encoders and decoders.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+
+#[derive(Default, Debug)]
+struct Track {
+    /// Buffers counted going into moqsink.
+    sent: u64,
+    /// Buffers leaving moqsrc: (pts, keyframe).
+    received: Vec<(gst::ClockTime, bool)>,
+    /// Buffers leaving the decoder.
+    decoded: u64,
+    decoded_pts_increasing: bool,
+    last_decoded_pts: Option<gst::ClockTime>,
+    caps: Option<gst::Caps>,
+}
+
+type Tracks = Arc<Mutex<HashMap<String, Track>>>;
+
+fn kind_of(pad_name: &str) -> String {
+    pad_name.split('_').next().unwrap_or(pad_name).to_string()
+}
+
+/// A subscriber pipeline: moqsrc, and for each pad it adds a decodebin3 and an
+/// appsink that counts decoded buffers.
+fn subscriber(broadcast: &str, tracks: Tracks) -> gst::Pipeline {
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("moqsrc")
+        .property("url", RELAY.url())
+        .property("broadcast", broadcast)
+        .property("tls-disable-verify", true)
+        .build()
+        .unwrap();
+    pipeline.add(&src).unwrap();
+    let weak = pipeline.downgrade();
+    src.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else { return };
+        let kind = kind_of(&pad.name());
+        tracks.lock().unwrap().entry(kind.clone()).or_default().caps = pad.current_caps();
+        let probe_tracks = tracks.clone();
+        let probe_kind = kind.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer() {
+                let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let mut t = probe_tracks.lock().unwrap();
+                t.entry(probe_kind.clone())
+                    .or_default()
+                    .received
+                    .push((buffer.pts().unwrap_or_default(), key));
+            }
+            gst::PadProbeReturn::Ok
+        });
+        let queue = gst::ElementFactory::make("queue").build().unwrap();
+        let decodebin = gst::ElementFactory::make("decodebin3").build().unwrap();
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        let sink_tracks = tracks.clone();
+        let sink_kind = kind.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let pts = sample.buffer().and_then(|b| b.pts());
+                    let mut t = sink_tracks.lock().unwrap();
+                    let track = t.entry(sink_kind.clone()).or_default();
+                    if track.decoded == 0 {
+                        track.decoded_pts_increasing = true;
+                    }
+                    if let (Some(last), Some(pts)) = (track.last_decoded_pts, pts)
+                        && pts < last
+                    {
+                        track.decoded_pts_increasing = false;
+                    }
+                    track.last_decoded_pts = pts.or(track.last_decoded_pts);
+                    track.decoded += 1;
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .add_many([&queue, &decodebin, sink.upcast_ref()])
+            .unwrap();
+        queue.link(&decodebin).unwrap();
+        let sink_el = sink.upcast_ref::<gst::Element>().clone();
+        decodebin.connect_pad_added(move |_, pad| {
+            let _ = pad.link(&sink_el.static_pad("sink").unwrap());
+        });
+        for e in [&queue, &decodebin, sink.upcast_ref()] {
+            e.sync_state_with_parent().unwrap();
+        }
+        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
+    });
+    pipeline
+}
+
+fn publisher(description: &str, tracks: &Tracks) -> gst::Pipeline {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    for pad in sink.sink_pads() {
+        let kind = kind_of(&pad.name());
+        let tracks = tracks.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            tracks.lock().unwrap().entry(kind.clone()).or_default().sent += 1;
+            gst::PadProbeReturn::Ok
+        });
+    }
+    pipeline
+}
+
+fn sink_props(broadcast: &str) -> String {
+    format!(
+        "moqsink name=sink url={} broadcast={broadcast} tls-disable-verify=true",
+        RELAY.url()
+    )
+}
+
+/// Publish `video` and/or `audio` branches (encoder chains) for `frames` video
+/// frames, play them back, and check what arrives.
+fn roundtrip(name: &str, video: Option<&str>, audio: Option<&str>) -> HashMap<String, Track> {
+    init();
+    let broadcast = unique_broadcast(name);
+    let tracks: Tracks = Arc::default();
+    let sub = subscriber(&broadcast, tracks.clone());
+    sub.set_state(gst::State::Playing).unwrap();
+
+    let mut description = sink_props(&broadcast);
+    if let Some(video) = video {
+        description.push_str(&format!(
+            " videotestsrc is-live=true num-buffers=60 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {video} ! sink.video_0"
+        ));
+    }
+    if let Some(audio) = audio {
+        description.push_str(&format!(
+            " audiotestsrc is-live=true num-buffers=100 samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! {audio} ! sink.audio_0"
+        ));
+    }
+    let publ = publisher(&description, &tracks);
+    publ.set_state(gst::State::Playing).unwrap();
+
+    let published = wait_eos(&publ, Duration::from_secs(60));
+    let played = wait_eos(&sub, Duration::from_secs(30));
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+    published.expect("publisher reaches EOS");
+    played.expect("subscriber reaches EOS");
+
+    let tracks = std::mem::take(&mut *tracks.lock().unwrap());
+    for (kind, track) in &tracks {
+        assert!(track.sent > 0, "{kind}: nothing sent: {track:?}");
+        assert!(
+            track.decoded * 10 >= track.sent * 9,
+            "{kind}: decoded {} of {} sent",
+            track.decoded,
+            track.sent
+        );
+        assert!(track.decoded_pts_increasing, "{kind}: decoded timestamps go backwards");
+        let first = track.received.first().expect("received buffers");
+        if kind == "video" {
+            assert!(first.1, "{kind}: the first buffer is not a keyframe");
+        }
+        assert!(
+            track.received.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{kind}: timestamps at moqsrc go backwards"
+        );
+    }
+    assert_eq!(
+        tracks.len(),
+        video.is_some() as usize + audio.is_some() as usize,
+        "tracks: {:?}",
+        tracks.keys()
+    );
+    tracks
+}
+
+const X264: &str = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse";
+
+#[test]
+fn h264_byte_stream_and_opus_stay_in_sync() {
+    let tracks = roundtrip("h264-opus", Some(X264), Some("opusenc frame-size=20"));
+    let caps = tracks["video"].caps.clone().unwrap();
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.get::<&str>("stream-format").unwrap(), "byte-stream");
+    // Same timeline: the first audio and video buffers are within one video frame.
+    let v = tracks["video"].received[0].0;
+    let a = tracks["audio"].received[0].0;
+    let gap = if v > a { v - a } else { a - v };
+    assert!(gap <= gst::ClockTime::from_mseconds(34), "audio/video start {gap} apart");
+    let audio_caps = tracks["audio"].caps.clone().unwrap();
+    let s = audio_caps.structure(0).unwrap();
+    assert_eq!(s.get::<i32>("rate").unwrap(), 48000);
+    assert_eq!(s.get::<i32>("channels").unwrap(), 2);
+}
+
+#[test]
+fn h264_avc_and_aac() {
+    let tracks = roundtrip(
+        "avc-aac",
+        Some("x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! video/x-h264,stream-format=avc"),
+        Some("avenc_aac ! aacparse"),
+    );
+    let caps = tracks["video"].caps.clone().unwrap();
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.get::<&str>("stream-format").unwrap(), "avc");
+    assert!(s.get::<gst::Buffer>("codec_data").is_ok());
+    let caps = tracks["audio"].caps.clone().unwrap();
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.name(), "audio/mpeg");
+    assert!(s.get::<gst::Buffer>("codec_data").is_ok());
+}
+
+#[test]
+fn h265() {
+    roundtrip(
+        "h265",
+        Some("x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h265parse"),
+        None,
+    );
+}
+
+#[test]
+fn vp8() {
+    roundtrip("vp8", Some("vp8enc deadline=1 keyframe-max-dist=30"), None);
+}
+
+#[test]
+fn vp9() {
+    roundtrip("vp9", Some("vp9enc deadline=1 keyframe-max-dist=30"), None);
+}
+
+#[test]
+fn av1() {
+    roundtrip(
+        "av1",
+        Some("av1enc cpu-used=10 usage-profile=realtime keyframe-max-dist=30 ! av1parse"),
+        None,
+    );
+}
+
+/// A subscriber that joins while the broadcast runs starts on a keyframe.
+#[test]
+fn late_joiner_starts_on_a_keyframe() {
+    init();
+    let broadcast = unique_broadcast("join");
+    let tracks: Tracks = Arc::default();
+    let description = format!(
+        "{} videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {X264} ! sink.video_0",
+        sink_props(&broadcast)
+    );
+    let publ = publisher(&description, &Arc::default());
+    publ.set_state(gst::State::Playing).unwrap();
+    // Let the broadcast run past a few keyframes (one a second) and into a group.
+    let bus = publ.bus().unwrap();
+    assert!(
+        bus.timed_pop_filtered(gst::ClockTime::from_mseconds(1500), &[gst::MessageType::Error])
+            .is_none(),
+        "publisher failed"
+    );
+    let sub = subscriber(&broadcast, tracks.clone());
+    sub.set_state(gst::State::Playing).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tracks.lock().unwrap().get("video").is_none_or(|t| t.received.len() < 10) {
+        assert!(std::time::Instant::now() < deadline, "no video reached the late joiner");
+        let sub_bus = sub.bus().unwrap();
+        if let Some(msg) = sub_bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error]) {
+            panic!("subscriber error: {msg:?}");
+        }
+    }
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+    let t = tracks.lock().unwrap();
+    let video = &t["video"];
+    assert!(video.received[0].1, "first buffer of a late joiner is not a keyframe");
+}
