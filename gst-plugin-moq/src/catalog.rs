@@ -65,16 +65,27 @@ macro_rules! caps_error {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkFormat {
     /// `codec_data` is the avcC of `stream-format=avc`; `None` for byte-stream.
-    H264 { codec_data: Option<Bytes> },
+    H264 {
+        codec_data: Option<Bytes>,
+    },
     /// `codec_data` is the hvcC of `stream-format=hvc1`; `None` for byte-stream.
-    H265 { codec_data: Option<Bytes> },
+    H265 {
+        codec_data: Option<Bytes>,
+    },
     Vp8,
     Vp9,
     /// `codec_data` is the av1C record when upstream provides one.
-    Av1 { codec_data: Option<Bytes> },
-    Opus { rate: u32, channels: u32 },
+    Av1 {
+        codec_data: Option<Bytes>,
+    },
+    Opus {
+        rate: u32,
+        channels: u32,
+    },
     /// `codec_data` is the AudioSpecificConfig.
-    Aac { codec_data: Bytes },
+    Aac {
+        codec_data: Bytes,
+    },
 }
 
 /// Optional facts from video caps that seed the catalog before the first
@@ -99,9 +110,13 @@ impl SinkFormat {
     pub fn track_suffix(&self) -> &'static str {
         match self {
             SinkFormat::H264 { codec_data: None } => "avc3",
-            SinkFormat::H264 { codec_data: Some(_) } => "avc1",
+            SinkFormat::H264 {
+                codec_data: Some(_),
+            } => "avc1",
             SinkFormat::H265 { codec_data: None } => "hev1",
-            SinkFormat::H265 { codec_data: Some(_) } => "hvc1",
+            SinkFormat::H265 {
+                codec_data: Some(_),
+            } => "hvc1",
             SinkFormat::Vp8 => "vp8",
             SinkFormat::Vp9 => "vp09",
             SinkFormat::Av1 { .. } => "av01",
@@ -157,7 +172,10 @@ fn positive_int(s: &gst::StructureRef, field: &str) -> Result<Option<u32>, CapsE
         Ok(None) => Ok(None),
         Ok(Some(v)) if v > 0 => Ok(Some(v as u32)),
         Ok(Some(v)) => Err(caps_error!("{field}={v} in {} is not positive", s.name())),
-        Err(_) => Err(caps_error!("{field} in {} is not a fixed integer", s.name())),
+        Err(_) => Err(caps_error!(
+            "{field} in {} is not a fixed integer",
+            s.name()
+        )),
     }
 }
 
@@ -194,7 +212,9 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
                     let cd = codec_data(s)?.ok_or_else(|| {
                         caps_error!("H.264 stream-format=avc without codec_data (the avcC)")
                     })?;
-                    Ok(SinkFormat::H264 { codec_data: Some(cd) })
+                    Ok(SinkFormat::H264 {
+                        codec_data: Some(cd),
+                    })
                 }
                 Some("byte-stream") => Ok(SinkFormat::H264 { codec_data: None }),
                 Some(other) => Err(caps_error!(
@@ -212,7 +232,9 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
                     let cd = codec_data(s)?.ok_or_else(|| {
                         caps_error!("H.265 stream-format=hvc1 without codec_data (the hvcC)")
                     })?;
-                    Ok(SinkFormat::H265 { codec_data: Some(cd) })
+                    Ok(SinkFormat::H265 {
+                        codec_data: Some(cd),
+                    })
                 }
                 Some("byte-stream") => Ok(SinkFormat::H265 { codec_data: None }),
                 Some(other) => Err(caps_error!(
@@ -237,7 +259,10 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
             }
         }
         "audio/x-opus" => {
-            let family = s.get_optional::<i32>("channel-mapping-family").ok().flatten();
+            let family = s
+                .get_optional::<i32>("channel-mapping-family")
+                .ok()
+                .flatten();
             if family.is_some_and(|f| f != 0) {
                 return Err(caps_error!(
                     "Opus channel-mapping-family={} (multichannel) is not supported",
@@ -246,7 +271,9 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
             }
             let channels = positive_int(s, "channels")?.unwrap_or(2);
             if channels > 2 {
-                return Err(caps_error!("Opus with {channels} channels is not supported (1 or 2)"));
+                return Err(caps_error!(
+                    "Opus with {channels} channels is not supported (1 or 2)"
+                ));
             }
             // Opus always decodes at 48 kHz; WebRTC peers often leave the rate out.
             let rate = positive_int(s, "rate")?.unwrap_or(48_000);
@@ -257,7 +284,9 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
             if !matches!(version, Some(2) | Some(4)) {
                 return Err(caps_error!(
                     "audio/mpeg mpegversion={} is not supported: only AAC (mpegversion=4)",
-                    version.map(|v| v.to_string()).unwrap_or_else(|| "unset".into())
+                    version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "unset".into())
                 ));
             }
             match s.get_optional::<&str>("stream-format").ok().flatten() {
@@ -280,7 +309,10 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
     }
 }
 
-fn with_video_size(mut b: gst::caps::Builder<gst::caps::NoFeature>, config: &VideoConfig) -> gst::caps::Builder<gst::caps::NoFeature> {
+fn with_video_size(
+    mut b: gst::caps::Builder<gst::caps::NoFeature>,
+    config: &VideoConfig,
+) -> gst::caps::Builder<gst::caps::NoFeature> {
     if let (Some(w), Some(h)) = (config.coded_width, config.coded_height)
         && w > 0
         && h > 0
@@ -347,11 +379,18 @@ pub fn audio_caps(config: &AudioConfig) -> Result<gst::Caps, CapsError> {
     let channels = i32::try_from(config.channel_count)
         .ok()
         .filter(|c| (1..=64).contains(c))
-        .ok_or_else(|| caps_error!("audio channel count {} is not plausible", config.channel_count))?;
+        .ok_or_else(|| {
+            caps_error!(
+                "audio channel count {} is not plausible",
+                config.channel_count
+            )
+        })?;
     match &config.codec {
         AudioCodec::Opus => {
             if channels > 2 {
-                return Err(caps_error!("Opus with {channels} channels is not supported (1 or 2)"));
+                return Err(caps_error!(
+                    "Opus with {channels} channels is not supported (1 or 2)"
+                ));
             }
             // Caps fields are int, as opusdec expects (a uint would not link).
             Ok(gst::Caps::builder("audio/x-opus")
@@ -367,7 +406,10 @@ pub fn audio_caps(config: &AudioConfig) -> Result<gst::Caps, CapsError> {
                     // No description: build the two-byte AudioSpecificConfig
                     // from the profile, rate and channels the catalog gives.
                     let index = aac_frequency_index(config.sample_rate).ok_or_else(|| {
-                        caps_error!("AAC rate {} has no AudioSpecificConfig index", config.sample_rate)
+                        caps_error!(
+                            "AAC rate {} has no AudioSpecificConfig index",
+                            config.sample_rate
+                        )
                     })?;
                     if aac.profile == 0 || aac.profile > 31 || channels > 7 {
                         return Err(caps_error!(
@@ -409,7 +451,10 @@ mod tests {
     #[test]
     fn h264_byte_stream_and_avc() {
         init();
-        let f = sink_format(&caps("video/x-h264,stream-format=byte-stream,alignment=au,width=640,height=480")).unwrap();
+        let f = sink_format(&caps(
+            "video/x-h264,stream-format=byte-stream,alignment=au,width=640,height=480",
+        ))
+        .unwrap();
         assert_eq!(f, SinkFormat::H264 { codec_data: None });
         assert_eq!(f.track_suffix(), "avc3");
         assert_eq!(f.kind(), TrackKind::Video);
@@ -423,7 +468,10 @@ mod tests {
     #[test]
     fn h264_refusals_name_the_problem() {
         init();
-        let e = sink_format(&caps("video/x-h264,stream-format=byte-stream,alignment=nal")).unwrap_err();
+        let e = sink_format(&caps(
+            "video/x-h264,stream-format=byte-stream,alignment=nal",
+        ))
+        .unwrap_err();
         assert!(e.0.contains("alignment=nal"), "{e}");
         let e = sink_format(&caps("video/x-h264,stream-format=avc,alignment=au")).unwrap_err();
         assert!(e.0.contains("codec_data"), "{e}");
@@ -435,13 +483,25 @@ mod tests {
     fn every_codec_is_recognized() {
         init();
         for (c, suffix) in [
-            ("video/x-h265,stream-format=byte-stream,alignment=au", "hev1"),
-            ("video/x-h265,stream-format=hvc1,alignment=au,codec_data=(buffer)01", "hvc1"),
+            (
+                "video/x-h265,stream-format=byte-stream,alignment=au",
+                "hev1",
+            ),
+            (
+                "video/x-h265,stream-format=hvc1,alignment=au,codec_data=(buffer)01",
+                "hvc1",
+            ),
             ("video/x-vp8,width=320,height=240", "vp8"),
             ("video/x-vp9", "vp09"),
             ("video/x-av1,stream-format=obu-stream,alignment=tu", "av01"),
-            ("audio/x-opus,channel-mapping-family=0,rate=48000,channels=2", "opus"),
-            ("audio/mpeg,mpegversion=4,stream-format=raw,codec_data=(buffer)1210", "mp4a"),
+            (
+                "audio/x-opus,channel-mapping-family=0,rate=48000,channels=2",
+                "opus",
+            ),
+            (
+                "audio/mpeg,mpegversion=4,stream-format=raw,codec_data=(buffer)1210",
+                "mp4a",
+            ),
         ] {
             let f = sink_format(&caps(c)).unwrap_or_else(|e| panic!("{c}: {e}"));
             assert_eq!(f.track_suffix(), suffix, "{c}");
@@ -453,7 +513,10 @@ mod tests {
         init();
         assert_eq!(
             sink_format(&caps("audio/x-opus,channel-mapping-family=0")).unwrap(),
-            SinkFormat::Opus { rate: 48000, channels: 2 }
+            SinkFormat::Opus {
+                rate: 48000,
+                channels: 2
+            }
         );
         assert!(sink_format(&caps("audio/x-opus,channel-mapping-family=1,channels=6")).is_err());
     }
@@ -474,9 +537,13 @@ mod tests {
     #[test]
     fn same_track_only_for_same_framing() {
         let a = SinkFormat::H264 { codec_data: None };
-        let b = SinkFormat::H264 { codec_data: Some(Bytes::from_static(&[1])) };
+        let b = SinkFormat::H264 {
+            codec_data: Some(Bytes::from_static(&[1])),
+        };
         assert!(!a.same_track(&b));
-        assert!(b.same_track(&SinkFormat::H264 { codec_data: Some(Bytes::from_static(&[2])) }));
+        assert!(b.same_track(&SinkFormat::H264 {
+            codec_data: Some(Bytes::from_static(&[2]))
+        }));
         assert!(!SinkFormat::Vp8.same_track(&SinkFormat::Vp9));
     }
 
@@ -484,11 +551,23 @@ mod tests {
     fn hints_from_video_caps() {
         init();
         let h = video_hints(&caps("video/x-vp8,width=1280,height=720,framerate=30/1"));
-        assert_eq!(h, VideoHints { width: Some(1280), height: Some(720), framerate: Some(30.0) });
+        assert_eq!(
+            h,
+            VideoHints {
+                width: Some(1280),
+                height: Some(720),
+                framerate: Some(30.0)
+            }
+        );
     }
 
     fn h264() -> H264 {
-        H264 { inline: true, profile: 0x42, constraints: 0xc0, level: 0x1f }
+        H264 {
+            inline: true,
+            profile: 0x42,
+            constraints: 0xc0,
+            level: 0x1f,
+        }
     }
 
     #[test]
@@ -516,11 +595,22 @@ mod tests {
         let mut config = VideoConfig::new(h264());
         config.description = Some(Bytes::from_static(&[1, 0x42, 0xc0, 0x1f]));
         let f = sink_format(&video_caps(&config).unwrap()).unwrap();
-        assert_eq!(f, SinkFormat::H264 { codec_data: config.description.clone() });
+        assert_eq!(
+            f,
+            SinkFormat::H264 {
+                codec_data: config.description.clone()
+            }
+        );
 
         let opus = AudioConfig::new(AudioCodec::Opus, 48000, 2);
         let f = sink_format(&audio_caps(&opus).unwrap()).unwrap();
-        assert_eq!(f, SinkFormat::Opus { rate: 48000, channels: 2 });
+        assert_eq!(
+            f,
+            SinkFormat::Opus {
+                rate: 48000,
+                channels: 2
+            }
+        );
     }
 
     #[test]

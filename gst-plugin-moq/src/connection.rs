@@ -72,37 +72,37 @@ impl Settings {
         if raw.is_empty() {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["The 'url' property is not set: name the relay, e.g. https://localhost:4443/anon"]
+                ("The 'url' property is not set: name the relay, e.g. https://localhost:4443/anon")
             ));
         }
         let url = url::Url::parse(raw).map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["Invalid relay URL '{}': {}", raw, err]
+                ("Invalid relay URL '{}': {}", raw, err)
             )
         })?;
         if !SCHEMES.contains(&url.scheme()) {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                [
+                (
                     "Unsupported URL scheme '{}' in '{}': use one of {}",
                     url.scheme(),
                     display_url(&url),
                     SCHEMES.join(", ")
-                ]
+                )
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["Relay URL '{}' has no host", display_url(&url)]
+                ("Relay URL '{}' has no host", display_url(&url))
             ));
         }
         let broadcast = self.broadcast.as_deref().unwrap_or("").trim();
         if broadcast.is_empty() {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["The 'broadcast' property is not set"]
+                ("The 'broadcast' property is not set")
             ));
         }
         Ok(Target {
@@ -167,7 +167,6 @@ pub fn set_property(settings: &mut Settings, value: &glib::Value, pspec: &glib::
 
 /// Read one of the shared properties; `None` if `pspec` is not one of them.
 pub fn property(settings: &Settings, pspec: &glib::ParamSpec) -> Option<glib::Value> {
-
     Some(match pspec.name() {
         "url" => settings.url.to_value(),
         "broadcast" => settings.broadcast.to_value(),
@@ -198,7 +197,11 @@ pub fn connect(target: &Target, role: Role) -> Result<moq_tokio::Connection, gst
         .map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["Cannot set up a MoQ client for {}: {}", target.display_url(), err]
+                (
+                    "Cannot set up a MoQ client for {}: {}",
+                    target.display_url(),
+                    err
+                )
             )
         })?;
     let client = match role {
@@ -210,15 +213,22 @@ pub fn connect(target: &Target, role: Role) -> Result<moq_tokio::Connection, gst
 
 /// The error message for a connection that gave up, naming the relay and cause.
 pub fn failure_message(target: &Target, err: &moq_tokio::Error, write: bool) -> gst::ErrorMessage {
+    let cause = err.to_string();
+    let hint = if cause.contains("certificate") {
+        " (for a local relay with a self-signed certificate set tls-disable-verify=true, or use an http:// URL to pin it)"
+    } else if cause.contains("unauthorized") || cause.contains("forbidden") {
+        " (the relay refused this URL path: check the path and the token)"
+    } else {
+        ""
+    };
     let text = format!(
-        "Connection to MoQ relay {} failed: {}",
-        target.display_url(),
-        err
+        "Connection to MoQ relay {} failed: {cause}{hint}",
+        target.display_url()
     );
     if write {
-        gst::error_msg!(gst::ResourceError::OpenWrite, ["{}", text])
+        gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", text))
     } else {
-        gst::error_msg!(gst::ResourceError::OpenRead, ["{}", text])
+        gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text))
     }
 }
 
@@ -237,7 +247,9 @@ mod tests {
     #[test]
     fn accepts_relay_urls() {
         gst::init().unwrap();
-        let target = settings("https://localhost:4443/anon", "cam").validate().unwrap();
+        let target = settings("https://localhost:4443/anon", "cam")
+            .validate()
+            .unwrap();
         assert_eq!(target.broadcast, "cam");
         assert_eq!(target.connect_timeout, Duration::from_secs(10));
         assert!(settings("http://127.0.0.1:1/anon", "x").validate().is_ok());
@@ -256,7 +268,9 @@ mod tests {
             let text = format!("{err:?}");
             assert!(text.contains(needle), "{url}: {text}");
         }
-        let err = settings("https://localhost/anon", "").validate().unwrap_err();
+        let err = settings("https://localhost/anon", "")
+            .validate()
+            .unwrap_err();
         assert!(format!("{err:?}").contains("broadcast"));
     }
 

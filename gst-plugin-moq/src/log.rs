@@ -21,9 +21,8 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-static DISPATCH: LazyLock<tracing::Dispatch> = LazyLock::new(|| {
-    tracing::Dispatch::new(tracing_subscriber::registry().with(GstLayer))
-});
+static DISPATCH: LazyLock<tracing::Dispatch> =
+    LazyLock::new(|| tracing::Dispatch::new(tracing_subscriber::registry().with(GstLayer)));
 
 /// Make the forwarding dispatcher the default of the calling thread for the
 /// rest of its life. Called from the runtime's `on_thread_start`.

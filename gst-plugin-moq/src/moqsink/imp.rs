@@ -91,13 +91,17 @@ impl MoqSink {
             .map_err(|err| {
                 gst::error_msg!(
                     gst::ResourceError::Settings,
-                    ["Cannot publish broadcast '{}': {}", target.broadcast, err]
+                    ("Cannot publish broadcast '{}': {}", target.broadcast, err)
                 )
             })?;
-        let catalog = moq_mux::catalog::Producer::new(&mut broadcast, moq_mux::catalog::Config::default())
-            .map_err(|err| {
-                gst::error_msg!(gst::ResourceError::Failed, ["Cannot create the catalog track: {}", err])
-            })?;
+        let catalog =
+            moq_mux::catalog::Producer::new(&mut broadcast, moq_mux::catalog::Config::default())
+                .map_err(|err| {
+                    gst::error_msg!(
+                        gst::ResourceError::Failed,
+                        ("Cannot create the catalog track: {}", err)
+                    )
+                })?;
         let connection = connection::connect(&target, connection::Role::Publish(origin.consume()))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let watcher = RUNTIME.spawn(watch_connection(
@@ -150,7 +154,12 @@ impl MoqSink {
         RUNTIME.spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), connection.close()).await;
         });
-        gst::info!(CAT, imp = self, "stopped publishing '{}'", session.target.broadcast);
+        gst::info!(
+            CAT,
+            imp = self,
+            "stopped publishing '{}'",
+            session.target.broadcast
+        );
     }
 
     /// The name for a pad's track: its `track-name`, or its order and codec.
@@ -187,7 +196,13 @@ impl MoqSink {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ("Caps {} are {} but pad {} takes {}", caps, format.kind().as_str(), pad.name(), expected.as_str())
+                (
+                    "Caps {} are {} but pad {} takes {}",
+                    caps,
+                    format.kind().as_str(),
+                    pad.name(),
+                    expected.as_str()
+                )
             );
             return false;
         }
@@ -195,7 +210,11 @@ impl MoqSink {
         let (broadcast, catalog) = {
             let session = self.session();
             let Some(session) = session.as_ref() else {
-                gst::element_imp_error!(self, gst::CoreError::StateChange, ("Caps before the element started"));
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::StateChange,
+                    ("Caps before the element started")
+                );
                 return false;
             };
             (session.broadcast.clone(), session.catalog.clone())
@@ -239,7 +258,12 @@ impl MoqSink {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
-                    ("Cannot publish track '{}' for {}: {}", name, pad.name(), err),
+                    (
+                        "Cannot publish track '{}' for {}: {}",
+                        name,
+                        pad.name(),
+                        err
+                    ),
                     ["caps: {}", caps]
                 );
                 false
@@ -252,22 +276,24 @@ impl MoqSink {
         gst::log!(CAT, obj = pad, "event {event:?}");
         match event.view() {
             EventView::Caps(c) => self.handle_caps(pad, c.caps()),
-            EventView::Segment(s) => {
-                match s.segment().downcast_ref::<gst::ClockTime>() {
-                    Some(segment) => {
-                        pad.imp().state().segment = Some(segment.clone());
-                        true
-                    }
-                    None => {
-                        gst::element_imp_error!(
-                            self,
-                            gst::StreamError::Format,
-                            ("{} needs a TIME segment, got {:?}", pad.name(), s.segment().format())
-                        );
-                        false
-                    }
+            EventView::Segment(s) => match s.segment().downcast_ref::<gst::ClockTime>() {
+                Some(segment) => {
+                    pad.imp().state().segment = Some(segment.clone());
+                    true
                 }
-            }
+                None => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "{} needs a TIME segment, got {:?}",
+                            pad.name(),
+                            s.segment().format()
+                        )
+                    );
+                    false
+                }
+            },
             EventView::Eos(_) => {
                 {
                     let mut state = pad.imp().state();
@@ -296,7 +322,9 @@ impl MoqSink {
             return;
         }
         let mut guard = self.session();
-        let Some(session) = guard.as_mut() else { return };
+        let Some(session) = guard.as_mut() else {
+            return;
+        };
         if session.eos_posted {
             return;
         }
@@ -314,7 +342,11 @@ impl MoqSink {
         let _ = obj.post_message(msg);
     }
 
-    fn sink_chain(&self, pad: &MoqSinkPad, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn sink_chain(
+        &self,
+        pad: &MoqSinkPad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         // 0 turns the periodic keyframe request off.
         let max_group = match self.settings().max_group_duration_ms {
             0 => None,
@@ -345,7 +377,11 @@ impl MoqSink {
             return Err(gst::FlowError::Eos);
         }
         let Some(kind) = state.format.as_ref().map(SinkFormat::kind) else {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Buffer on {} before caps", pad.name()));
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Buffer on {} before caps", pad.name())
+            );
             return Err(gst::FlowError::NotNegotiated);
         };
         if state.publisher.is_none() {
@@ -357,11 +393,16 @@ impl MoqSink {
             .as_ref()
             .and_then(|segment| segment.to_running_time(buffer.pts().or(buffer.dts())))
         else {
-            gst::debug!(CAT, obj = pad, "dropping buffer without running time: {buffer:?}");
+            gst::debug!(
+                CAT,
+                obj = pad,
+                "dropping buffer without running time: {buffer:?}"
+            );
             state.dropped += 1;
             return Ok(gst::FlowSuccess::Ok);
         };
-        let keyframe = kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let keyframe =
+            kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         if kind == TrackKind::Video {
             if keyframe {
                 state.group_start = Some(running_time);
@@ -376,7 +417,9 @@ impl MoqSink {
                 return Ok(gst::FlowSuccess::Ok);
             } else if let (Some(start), Some(max_group)) = (state.group_start, max_group)
                 && running_time.saturating_sub(start) >= max_group
-                && state.keyframe_requested.is_none_or(|at| running_time.saturating_sub(at) >= max_group)
+                && state
+                    .keyframe_requested
+                    .is_none_or(|at| running_time.saturating_sub(at) >= max_group)
             {
                 state.keyframe_requested = Some(running_time);
                 *request_keyframe = true;
@@ -391,7 +434,11 @@ impl MoqSink {
             // Shares the GStreamer memory: the buffer lives as long as MoQ needs the bytes.
             Ok(mapped) => Bytes::from_owner(mapped),
             Err(_) => {
-                gst::element_imp_error!(self, gst::ResourceError::Read, ("Cannot map a buffer on {}", pad.name()));
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("Cannot map a buffer on {}", pad.name())
+                );
                 return Err(gst::FlowError::Error);
             }
         };
@@ -418,7 +465,11 @@ impl MoqSink {
                 Ok(gst::FlowSuccess::Ok)
             }
             Err(WriteError::Rewind) => {
-                gst::warning!(CAT, obj = pad, "dropping frame at {running_time}: timestamp went backwards");
+                gst::warning!(
+                    CAT,
+                    obj = pad,
+                    "dropping frame at {running_time}: timestamp went backwards"
+                );
                 state.dropped += 1;
                 Ok(gst::FlowSuccess::Ok)
             }
@@ -570,8 +621,12 @@ impl ElementImpl for MoqSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let video = catalog::VIDEO_SINK_CAPS.parse::<gst::Caps>().expect("valid caps");
-            let audio = catalog::AUDIO_SINK_CAPS.parse::<gst::Caps>().expect("valid caps");
+            let video = catalog::VIDEO_SINK_CAPS
+                .parse::<gst::Caps>()
+                .expect("valid caps");
+            let audio = catalog::AUDIO_SINK_CAPS
+                .parse::<gst::Caps>()
+                .expect("valid caps");
             vec![
                 gst::PadTemplate::with_gtype(
                     "video_%u",
@@ -624,7 +679,11 @@ impl ElementImpl for MoqSink {
                 )
             })
             .event_function(|pad, parent, event| {
-                MoqSink::catch_panic_pad_function(parent, || false, |sink| sink.sink_event(pad, event))
+                MoqSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |sink| sink.sink_event(pad, event),
+                )
             })
             .query_function(|pad, parent, query| {
                 MoqSink::catch_panic_pad_function(
@@ -650,7 +709,10 @@ impl ElementImpl for MoqSink {
             pad.imp().state().index = *next;
             *next += 1;
         }
-        if pad.set_active(obj.current_state() > gst::State::Ready).is_err() {
+        if pad
+            .set_active(obj.current_state() > gst::State::Ready)
+            .is_err()
+        {
             gst::warning!(CAT, imp = self, "cannot activate {name}");
         }
         obj.add_pad(&pad).ok()?;
@@ -670,7 +732,10 @@ impl ElementImpl for MoqSink {
         self.check_all_eos();
     }
 
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         gst::debug!(CAT, imp = self, "changing state: {transition:?}");
         if transition == gst::StateChange::ReadyToPaused
             && let Err(err) = self.start()

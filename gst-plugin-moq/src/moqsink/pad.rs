@@ -49,7 +49,12 @@ impl PadState {
         if let Some(mut publisher) = self.publisher.take()
             && let Err(err) = publisher.finish()
         {
-            gst::debug!(super::imp::CAT, obj = pad, "finishing track {}: {err}", publisher.name());
+            gst::debug!(
+                super::imp::CAT,
+                obj = pad,
+                "finishing track {}: {err}",
+                publisher.name()
+            );
         }
     }
 }
@@ -68,7 +73,10 @@ impl MoqSinkPad {
     }
 
     pub fn settings(&self) -> PadSettings {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -104,8 +112,10 @@ impl ObjectImpl for MoqSinkPad {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         if pspec.name() == "track-name" {
             let name: Option<String> = value.get().unwrap_or_default();
-            self.settings.lock().unwrap_or_else(|e| e.into_inner()).track_name =
-                name.filter(|n| !n.is_empty());
+            self.settings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .track_name = name.filter(|n| !n.is_empty());
         }
     }
 

@@ -101,7 +101,9 @@ impl Publisher {
                 hint.codec = Some(hang::catalog::VideoCodec::VP8);
                 Importer::Vp8(codec::vp8::Import::new(track, reserved, hint)?)
             }
-            SinkFormat::Vp9 => Importer::Vp9(codec::vp9::Import::new(track, reserved, video_hint(hints))?),
+            SinkFormat::Vp9 => {
+                Importer::Vp9(codec::vp9::Import::new(track, reserved, video_hint(hints))?)
+            }
             SinkFormat::Opus { rate, channels } => {
                 let config = codec::opus::Config::new(*rate, *channels).into();
                 Importer::Opus(codec::opus::Import::new(track, reserved, config)?)
@@ -125,9 +127,24 @@ impl Publisher {
     /// SPS/PPS, new resolution): the importer updates the catalog rendition.
     pub fn reconfigure(&mut self, format: &SinkFormat) -> Result<(), moq_mux::Error> {
         match (&mut self.importer, format) {
-            (Importer::H264(import), SinkFormat::H264 { codec_data: Some(d) }) => import.initialize(d),
-            (Importer::H265(import), SinkFormat::H265 { codec_data: Some(d) }) => import.initialize(d),
-            (Importer::Av1(import), SinkFormat::Av1 { codec_data: Some(d) }) => import.initialize(d),
+            (
+                Importer::H264(import),
+                SinkFormat::H264 {
+                    codec_data: Some(d),
+                },
+            ) => import.initialize(d),
+            (
+                Importer::H265(import),
+                SinkFormat::H265 {
+                    codec_data: Some(d),
+                },
+            ) => import.initialize(d),
+            (
+                Importer::Av1(import),
+                SinkFormat::Av1 {
+                    codec_data: Some(d),
+                },
+            ) => import.initialize(d),
             // In-band formats carry their configuration in the keyframes.
             _ => Ok(()),
         }
@@ -137,7 +154,12 @@ impl Publisher {
     /// `payload` shares the GStreamer buffer's memory: nothing is copied here.
     /// Video keyframes open a new MoQ group; every audio packet is a group of its
     /// own, so the relay forwards it without waiting for the next.
-    pub fn write(&mut self, payload: Bytes, timestamp: moq_net::Timestamp, keyframe: bool) -> Result<(), WriteError> {
+    pub fn write(
+        &mut self,
+        payload: Bytes,
+        timestamp: moq_net::Timestamp,
+        keyframe: bool,
+    ) -> Result<(), WriteError> {
         let frame = || moq_mux::container::Frame {
             timestamp,
             duration: None,

@@ -24,6 +24,12 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_LATENCY_MS: u32 = 100;
+
+/// Caps of the reference timestamp meta on every buffer: the publisher's own
+/// media timestamp (for moqsink, the running time the frame entered it), so
+/// applications can measure end-to-end latency or align with the publisher.
+pub static TIMESTAMP_CAPS: LazyLock<gst::Caps> =
+    LazyLock::new(|| gst::Caps::new_empty_simple("timestamp/x-moq"));
 /// Frames in flight between a track reader and its pad's streaming thread.
 /// Small: a reader that gets ahead waits instead of queueing stale media.
 const CHANNEL_FRAMES: usize = 32;
@@ -66,7 +72,11 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn running_time(&self, timestamp_us: u64, now: impl FnOnce() -> gst::ClockTime) -> gst::ClockTime {
+    fn running_time(
+        &self,
+        timestamp_us: u64,
+        now: impl FnOnce() -> gst::ClockTime,
+    ) -> gst::ClockTime {
         let mut anchor = self.anchor.lock().unwrap_or_else(|e| e.into_inner());
         let (base_us, base_rt) = *anchor.get_or_insert_with(|| (timestamp_us, now()));
         if timestamp_us >= base_us {
@@ -124,7 +134,11 @@ impl MoqSrc {
             target.broadcast,
             target.display_url()
         );
-        *self.timeline.anchor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .timeline
+            .anchor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         let mut state = self.state();
         state.group_id = gst::GroupId::next();
         state.flow_combiner.reset();
@@ -154,7 +168,12 @@ impl MoqSrc {
 
     /// Add a pad for a new rendition, its sticky events stored before anyone
     /// can link it, and start the streaming thread that pushes its frames.
-    fn add_rendition(&self, kind: TrackKind, track: &str, caps: gst::Caps) -> Option<mpsc::Sender<Item>> {
+    fn add_rendition(
+        &self,
+        kind: TrackKind,
+        track: &str,
+        caps: gst::Caps,
+    ) -> Option<mpsc::Sender<Item>> {
         let obj = self.obj();
         let (name, group_id) = {
             let mut state = self.state();
@@ -166,7 +185,9 @@ impl MoqSrc {
             *n += 1;
             (name, state.group_id)
         };
-        let templ = obj.element_class().pad_template(&format!("{}_%u", kind.as_str()))?;
+        let templ = obj
+            .element_class()
+            .pad_template(&format!("{}_%u", kind.as_str()))?;
         let pad = gst::PadBuilder::<MoqSrcPad>::from_template(&templ)
             .name(name.as_str())
             .query_function(|pad, parent, query| {
@@ -225,7 +246,11 @@ impl MoqSrc {
             state.flow_combiner.add_pad(&pad);
             state.pads.push(pad.clone());
         }
-        gst::info!(CAT, imp = self, "adding pad {name} for track '{track}' with {caps}");
+        gst::info!(
+            CAT,
+            imp = self,
+            "adding pad {name} for track '{track}' with {caps}"
+        );
         if obj.add_pad(&pad).is_err() {
             return None;
         }
@@ -270,6 +295,12 @@ impl MoqSrc {
                         flags |= gst::BufferFlags::DISCONT;
                     }
                     buffer.set_flags(flags);
+                    gst::ReferenceTimestampMeta::add(
+                        buffer,
+                        &TIMESTAMP_CAPS,
+                        gst::ClockTime::from_useconds(timestamp_us),
+                        gst::ClockTime::NONE,
+                    );
                 }
                 let result = pad.push(buffer);
                 let combined = self.state().flow_combiner.update_pad_flow(pad, result);
@@ -356,19 +387,37 @@ fn renditions(
 ) -> Vec<(String, Rendition)> {
     let mut out = Vec::new();
     let video = catalog.video.renditions.iter().map(|(name, config)| {
-        (name, TrackKind::Video, catalog::video_caps(config).map_err(|e| e.to_string()), &config.container)
+        (
+            name,
+            TrackKind::Video,
+            catalog::video_caps(config).map_err(|e| e.to_string()),
+            &config.container,
+        )
     });
     let audio = catalog.audio.renditions.iter().map(|(name, config)| {
-        (name, TrackKind::Audio, catalog::audio_caps(config).map_err(|e| e.to_string()), &config.container)
+        (
+            name,
+            TrackKind::Audio,
+            catalog::audio_caps(config).map_err(|e| e.to_string()),
+            &config.container,
+        )
     });
     for (name, kind, caps, container) in video.chain(audio) {
         let mux_kind = match kind {
             TrackKind::Video => moq_mux::container::Kind::Video,
             TrackKind::Audio => moq_mux::container::Kind::Audio,
         };
-        let container = moq_mux::catalog::hang::Container::new(container, mux_kind).map_err(|e| e.to_string());
+        let container =
+            moq_mux::catalog::hang::Container::new(container, mux_kind).map_err(|e| e.to_string());
         match (caps, container) {
-            (Ok(caps), Ok(container)) => out.push((name.clone(), Rendition { kind, caps, container })),
+            (Ok(caps), Ok(container)) => out.push((
+                name.clone(),
+                Rendition {
+                    kind,
+                    caps,
+                    container,
+                },
+            )),
             (Err(err), _) | (_, Err(err)) => {
                 if skipped.insert(name.clone())
                     && let Some(obj) = element.upgrade()
@@ -391,7 +440,12 @@ async fn follow(
     target: &Target,
 ) -> Result<(), gst::ErrorMessage> {
     if let Some(obj) = element.upgrade() {
-        gst::info!(CAT, obj = obj, "waiting for broadcast '{}' to be announced", target.broadcast);
+        gst::info!(
+            CAT,
+            obj = obj,
+            "waiting for broadcast '{}' to be announced",
+            target.broadcast
+        );
     }
     let broadcast = consumer
         .routed_broadcast(target.broadcast.as_str())
@@ -399,13 +453,22 @@ async fn follow(
         .map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["Broadcast '{}' is not available at {}: {}", target.broadcast, target.display_url(), err]
+                (
+                    "Broadcast '{}' is not available at {}: {}",
+                    target.broadcast,
+                    target.display_url(),
+                    err
+                )
             )
         })?;
     let catalog_error = |err: &dyn std::fmt::Display| {
         gst::error_msg!(
             gst::StreamError::Demux,
-            ["Cannot read the catalog of broadcast '{}': {}", target.broadcast, err]
+            (
+                "Cannot read the catalog of broadcast '{}': {}",
+                target.broadcast,
+                err
+            )
         )
     };
     let catalog_track = broadcast
@@ -615,8 +678,12 @@ impl ElementImpl for MoqSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let video = catalog::VIDEO_SRC_CAPS.parse::<gst::Caps>().expect("valid caps");
-            let audio = catalog::AUDIO_SRC_CAPS.parse::<gst::Caps>().expect("valid caps");
+            let video = catalog::VIDEO_SRC_CAPS
+                .parse::<gst::Caps>()
+                .expect("valid caps");
+            let audio = catalog::AUDIO_SRC_CAPS
+                .parse::<gst::Caps>()
+                .expect("valid caps");
             vec![
                 gst::PadTemplate::with_gtype(
                     "video_%u",
@@ -639,7 +706,10 @@ impl ElementImpl for MoqSrc {
         TEMPLATES.as_ref()
     }
 
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         gst::debug!(CAT, imp = self, "changing state: {transition:?}");
         if transition == gst::StateChange::ReadyToPaused
             && let Err(err) = self.start()
@@ -647,17 +717,18 @@ impl ElementImpl for MoqSrc {
             self.post_error_message(err);
             return Err(gst::StateChangeError);
         }
-        let mut result = self.parent_change_state(transition);
-        match transition {
-            gst::StateChange::PausedToReady => self.stop(),
-            // A live source: nothing to preroll.
-            gst::StateChange::ReadyToPaused | gst::StateChange::PlayingToPaused => {
-                if result.is_ok() {
-                    result = Ok(gst::StateChangeSuccess::NoPreroll);
-                }
-            }
-            _ => {}
+        let result = self.parent_change_state(transition);
+        if transition == gst::StateChange::PausedToReady {
+            self.stop();
         }
-        result
+        let result = result?;
+        // A live source: nothing to preroll.
+        if matches!(
+            transition,
+            gst::StateChange::ReadyToPaused | gst::StateChange::PlayingToPaused
+        ) {
+            return Ok(gst::StateChangeSuccess::NoPreroll);
+        }
+        Ok(result)
     }
 }

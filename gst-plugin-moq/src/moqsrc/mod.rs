@@ -42,5 +42,10 @@ glib::wrapper! {
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     MoqSrcPad::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
-    gst::Element::register(Some(plugin), "moqsrc", gst::Rank::NONE, MoqSrc::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "moqsrc",
+        gst::Rank::NONE,
+        MoqSrc::static_type(),
+    )
 }

@@ -24,11 +24,13 @@ impl ObjectSubclass for MoqSrcPad {
 impl ObjectImpl for MoqSrcPad {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![glib::ParamSpecString::builder("track")
-                .nick("Track")
-                .blurb("Name of the MoQ track (catalog rendition) this pad plays")
-                .read_only()
-                .build()]
+            vec![
+                glib::ParamSpecString::builder("track")
+                    .nick("Track")
+                    .blurb("Name of the MoQ track (catalog rendition) this pad plays")
+                    .read_only()
+                    .build(),
+            ]
         });
         PROPERTIES.as_ref()
     }

@@ -60,14 +60,20 @@ pub static RELAY: LazyLock<Relay> = LazyLock::new(|| {
             });
         })
         .expect("relay thread");
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("relay started");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("relay started");
     Relay { addr }
 });
 
 /// A broadcast name no other test uses.
 pub fn unique_broadcast(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Wait for EOS or ERROR on the bus; `Err` carries the error text.

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! Every failure a user can cause ends as an ERROR on the bus that names it,
+//! within a bound: no panic, no hang.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+
+fn pipeline(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+fn expect_error(p: &gst::Pipeline, bound: Duration, needles: &[&str]) -> Duration {
+    let _ = p.set_state(gst::State::Playing);
+    let (text, took) = wait_error(p, bound).unwrap_or_else(|| panic!("no ERROR within {bound:?}"));
+    eprintln!("after {took:?}: {text}");
+    p.set_state(gst::State::Null).unwrap();
+    for needle in needles {
+        assert!(
+            text.contains(needle),
+            "error '{text}' does not mention '{needle}'"
+        );
+    }
+    took
+}
+
+const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,format=I420,width=160,height=120 ! x264enc tune=zerolatency ! h264parse";
+
+#[test]
+fn sink_bad_url() {
+    for (url, needle) in [
+        ("not-a-url", "Invalid relay URL"),
+        ("ftp://127.0.0.1:1/anon", "Unsupported URL scheme 'ftp'"),
+    ] {
+        let p = pipeline(&format!("{VIDEO} ! moqsink url={url} broadcast=x"));
+        expect_error(&p, Duration::from_secs(5), &[needle]);
+    }
+    let p = pipeline(&format!("{VIDEO} ! moqsink broadcast=x"));
+    expect_error(&p, Duration::from_secs(5), &["'url' property is not set"]);
+    let p = pipeline(&format!("{VIDEO} ! moqsink url={}", RELAY.url()));
+    expect_error(
+        &p,
+        Duration::from_secs(5),
+        &["'broadcast' property is not set"],
+    );
+}
+
+#[test]
+fn src_bad_url() {
+    let p = pipeline("moqsrc url=https:// broadcast=x ! fakesink");
+    expect_error(&p, Duration::from_secs(5), &["Invalid relay URL"]);
+}
+
+/// Nothing answers on the port: the element gives up after `connect-timeout`.
+fn unreachable(element: &str) {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/anon", silent.local_addr().unwrap());
+    let description = match element {
+        "moqsink" => format!(
+            "{VIDEO} ! moqsink url={url} broadcast=x tls-disable-verify=true connect-timeout=1500"
+        ),
+        _ => format!(
+            "moqsrc url={url} broadcast=x tls-disable-verify=true connect-timeout=1500 ! fakesink"
+        ),
+    };
+    let p = pipeline(&description);
+    let took = expect_error(
+        &p,
+        Duration::from_secs(15),
+        &["Connection to MoQ relay", "127.0.0.1"],
+    );
+    assert!(
+        took >= Duration::from_millis(1000),
+        "gave up too early: {took:?}"
+    );
+    drop(silent);
+}
+
+#[test]
+fn sink_unreachable_relay() {
+    unreachable("moqsink");
+}
+
+#[test]
+fn src_unreachable_relay() {
+    unreachable("moqsrc");
+}
+
+/// The relay refuses a path that is not public: an error, right away.
+#[test]
+fn refused_connection() {
+    let url = format!("https://{}/private", RELAY.addr);
+    let p = pipeline(&format!(
+        "{VIDEO} ! moqsink url={url} broadcast=x tls-disable-verify=true"
+    ));
+    expect_error(
+        &p,
+        Duration::from_secs(8),
+        &["Connection to MoQ relay", "unauthorized"],
+    );
+    let p = pipeline(&format!(
+        "moqsrc url={url} broadcast=x tls-disable-verify=true ! fakesink"
+    ));
+    expect_error(
+        &p,
+        Duration::from_secs(8),
+        &["Connection to MoQ relay", "unauthorized"],
+    );
+}
+
+/// TLS verification is on by default: the relay's self-signed certificate is
+/// refused unless the user disables verification.
+#[test]
+fn self_signed_certificate_is_refused_by_default() {
+    let p = pipeline(&format!(
+        "{VIDEO} ! moqsink url={} broadcast=x connect-timeout=3000",
+        RELAY.url()
+    ));
+    expect_error(
+        &p,
+        Duration::from_secs(15),
+        &[
+            "Connection to MoQ relay",
+            "certificate",
+            "tls-disable-verify",
+        ],
+    );
+}
+
+/// Caps moqsink cannot carry are refused with an error that names them.
+#[test]
+fn unsupported_caps_are_named() {
+    let p = pipeline(&format!(
+        "appsrc caps=video/x-theora,width=320,height=240 format=time ! moqsink url={} broadcast=x tls-disable-verify=true",
+        RELAY.url()
+    ));
+    let src = p
+        .by_name("appsrc0")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let mut buffer = gst::Buffer::with_size(16).unwrap();
+    buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+    let _ = src.push_buffer(buffer);
+    let (text, _) = wait_error(&p, Duration::from_secs(5)).expect("an error");
+    p.set_state(gst::State::Null).unwrap();
+    assert!(text.contains("video/x-theora"), "{text}");
+
+    // Raw audio on a video_%u pad does not even link: gst-launch says so.
+    init();
+    let err = gst::parse::launch("audiotestsrc ! moqsink url=https://127.0.0.1:1/anon broadcast=x")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("link") || err.to_string().contains("could not"),
+        "{err}"
+    );
+}
