@@ -359,11 +359,19 @@ async fn run_session(element: glib::WeakRef<super::MoqSrc>, target: Target) {
         }
     };
     let result = tokio::select! {
+        // A connection that gave up also ends the broadcast: its reason is the
+        // one to report, so it is looked at first.
+        biased;
         closed = connection.closed() => match closed {
             Err(err) => Err(connection::failure_message(&target, &err, false)),
             Ok(()) => Ok(()),
         },
-        followed = follow(&element, &consumer, &target) => followed,
+        followed = follow(&element, &consumer, &target) => followed.map_err(|msg| {
+            match connection.poll_closed(&moq_net::kio::Waiter::noop()) {
+                std::task::Poll::Ready(Err(err)) => connection::failure_message(&target, &err, false),
+                _ => msg,
+            }
+        }),
     };
     if let Err(msg) = result
         && let Some(obj) = element.upgrade()

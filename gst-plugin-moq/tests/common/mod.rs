@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+mod relay;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Once};
@@ -32,38 +34,8 @@ impl Relay {
     }
 }
 
-pub static RELAY: LazyLock<Relay> = LazyLock::new(|| {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("test-relay".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("relay runtime");
-            runtime.block_on(async move {
-                let mut config = moq_relay::Config::default();
-                config.drain_timeout = Duration::ZERO;
-                config.listen.bind = Some("127.0.0.1:0".parse().unwrap());
-                config.listen.tls.generate = vec!["localhost".into()];
-                config.connect.bind = Some("127.0.0.1:0".parse().unwrap());
-                // Only `anon/...` is public: any other path is refused, which the
-                // error tests rely on.
-                config.auth.public = vec!["anon/**".parse().unwrap()];
-                let relay = moq_relay::Relay::load(config)
-                    .await
-                    .expect("relay loads")
-                    .with_signals(false);
-                tx.send(relay.quic_addr().expect("relay address")).unwrap();
-                relay.run().await.expect("relay runs");
-            });
-        })
-        .expect("relay thread");
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("relay started");
-    Relay { addr }
+pub static RELAY: LazyLock<Relay> = LazyLock::new(|| Relay {
+    addr: relay::spawn().expect("the test relay starts"),
 });
 
 /// A broadcast name no other test uses.
