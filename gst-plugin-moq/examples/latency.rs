@@ -258,7 +258,7 @@ fn main() {
         _ => {}
     }
     let frames: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(600);
-    let addr = relay::spawn().expect("relay");
+    let (addr, _) = relay::spawn().expect("relay");
     let url = format!("https://{addr}/anon");
     let exe = std::env::current_exe().expect("own path");
 

@@ -3,6 +3,8 @@
 //! Everything about reaching a relay that both elements share: the connection
 //! properties, URL validation, and dialing through `moq-tokio`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use gst::glib;
@@ -23,6 +25,10 @@ pub struct Settings {
     pub url: Option<String>,
     pub broadcast: Option<String>,
     pub tls_disable_verify: bool,
+    pub tls_root_cert: Option<String>,
+    pub tls_fingerprint: Option<String>,
+    /// Never logged, never read back.
+    pub auth_token: Option<String>,
     pub connect_timeout_ms: u32,
 }
 
@@ -32,18 +38,37 @@ impl Default for Settings {
             url: None,
             broadcast: None,
             tls_disable_verify: DEFAULT_TLS_DISABLE_VERIFY,
+            tls_root_cert: None,
+            tls_fingerprint: None,
+            auth_token: None,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
         }
     }
 }
 
 /// Validated settings: what a session is started from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
+    /// The relay URL as dialed: with the auth token in its query, so only ever
+    /// shown through `display_url`.
     pub url: url::Url,
     pub broadcast: String,
     pub tls_disable_verify: bool,
+    pub tls_root_cert: Option<std::path::PathBuf>,
+    pub tls_fingerprint: Option<String>,
     pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.display_url())
+            .field("broadcast", &self.broadcast)
+            .field("tls_disable_verify", &self.tls_disable_verify)
+            .field("tls_root_cert", &self.tls_root_cert)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Target {
@@ -105,10 +130,45 @@ impl Settings {
                 ("The 'broadcast' property is not set")
             ));
         }
+        let tls_root_cert = self
+            .tls_root_cert
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from);
+        if let Some(path) = &tls_root_cert
+            && !path.is_file()
+        {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("tls-root-cert '{}' is not a readable file", path.display())
+            ));
+        }
+        let tls_fingerprint = self
+            .tls_fingerprint
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string);
+        if let Some(fp) = &tls_fingerprint
+            && moq_tokio::tls::parse_fingerprint(fp).is_err()
+        {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("tls-fingerprint '{}' is not a hex SHA-256 fingerprint", fp)
+            ));
+        }
+        let mut url = url;
+        if let Some(token) = self.auth_token.as_deref().filter(|t| !t.is_empty()) {
+            // moq-relay reads the JWT from the `jwt` query parameter.
+            url.query_pairs_mut().append_pair("jwt", token);
+        }
         Ok(Target {
             url,
             broadcast: broadcast.to_string(),
             tls_disable_verify: self.tls_disable_verify,
+            tls_root_cert,
+            tls_fingerprint,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.into()),
         })
     }
@@ -139,6 +199,33 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_TLS_DISABLE_VERIFY)
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("tls-root-cert")
+            .nick("TLS root certificate")
+            .blurb("PEM file with the CA certificate(s) to trust for the relay (private CAs); the system roots are used otherwise")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("tls-fingerprint")
+            .nick("TLS certificate fingerprint")
+            .blurb(
+                "Hex SHA-256 fingerprint of the relay's certificate to trust instead of a CA \
+                 (what moq-relay serves at /certificate.sha256)",
+            )
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("auth-token")
+            .nick("Auth token")
+            .blurb(
+                "JWT sent to the relay (as moq-relay expects, in the URL's jwt parameter); \
+                 write-only, never logged",
+            )
+            .write_only()
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder::<Status>("status")
+            .nick("Connection status")
+            .blurb("Where the connection to the relay stands")
+            .read_only()
+            .build(),
         glib::ParamSpecUInt::builder("connect-timeout")
             .nick("Connect timeout")
             .blurb(
@@ -157,6 +244,9 @@ pub fn set_property(settings: &mut Settings, value: &glib::Value, pspec: &glib::
         "url" => settings.url = value.get().unwrap_or_default(),
         "broadcast" => settings.broadcast = value.get().unwrap_or_default(),
         "tls-disable-verify" => settings.tls_disable_verify = value.get().unwrap_or_default(),
+        "tls-root-cert" => settings.tls_root_cert = value.get().unwrap_or_default(),
+        "tls-fingerprint" => settings.tls_fingerprint = value.get().unwrap_or_default(),
+        "auth-token" => settings.auth_token = value.get().unwrap_or_default(),
         "connect-timeout" => {
             settings.connect_timeout_ms = value.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)
         }
@@ -171,6 +261,10 @@ pub fn property(settings: &Settings, pspec: &glib::ParamSpec) -> Option<glib::Va
         "url" => settings.url.to_value(),
         "broadcast" => settings.broadcast.to_value(),
         "tls-disable-verify" => settings.tls_disable_verify.to_value(),
+        "tls-root-cert" => settings.tls_root_cert.to_value(),
+        "tls-fingerprint" => settings.tls_fingerprint.to_value(),
+        // Write-only: the token is never handed back.
+        "auth-token" => None::<String>.to_value(),
         "connect-timeout" => settings.connect_timeout_ms.to_value(),
         _ => return None,
     })
@@ -191,6 +285,8 @@ pub fn connect(target: &Target, role: Role) -> Result<moq_tokio::Connection, gst
     let _guard = RUNTIME.enter();
     let mut config = moq_tokio::connect::Config::default();
     config.tls.insecure = Some(target.tls_disable_verify);
+    config.tls.root = target.tls_root_cert.iter().cloned().collect();
+    config.tls.fingerprint = target.tls_fingerprint.iter().cloned().collect();
     config.backoff.timeout = target.connect_timeout;
     let client = config
         .init(moq_tokio::quic::Config::default())
@@ -209,6 +305,84 @@ pub fn connect(target: &Target, role: Role) -> Result<moq_tokio::Connection, gst
         Role::Subscribe(origin) => client.with_subscriber(origin),
     };
     Ok(client.connect(target.url.clone()))
+}
+
+/// Where a connection stands, as the read-only `status` property shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstMoqConnectionStatus")]
+pub enum Status {
+    #[default]
+    #[enum_value(name = "Not started", nick = "idle")]
+    Idle = 0,
+    #[enum_value(name = "Connecting to the relay", nick = "connecting")]
+    Connecting = 1,
+    #[enum_value(name = "Connected to the relay", nick = "connected")]
+    Connected = 2,
+    #[enum_value(name = "Lost the relay, reconnecting", nick = "reconnecting")]
+    Reconnecting = 3,
+    #[enum_value(name = "Gave up (see the error message)", nick = "failed")]
+    Failed = 4,
+}
+
+/// The status of an element's connection, shared with its session task.
+#[derive(Debug, Default)]
+pub struct StatusCell(AtomicI32);
+
+impl StatusCell {
+    pub fn get(&self) -> Status {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Status::Connecting,
+            2 => Status::Connected,
+            3 => Status::Reconnecting,
+            4 => Status::Failed,
+            _ => Status::Idle,
+        }
+    }
+
+    pub fn set(&self, status: Status) {
+        self.0.store(status as i32, Ordering::Relaxed);
+    }
+}
+
+/// Follow the connection until it gives up, keeping `status` current and
+/// notifying the element's `status` property; returns why it gave up.
+pub async fn monitor<E: IsA<gst::Element>>(
+    mut connection: moq_tokio::Connection,
+    status: Arc<StatusCell>,
+    element: glib::WeakRef<E>,
+    cat: gst::DebugCategory,
+    target: Target,
+) -> moq_tokio::Error {
+    status.set(Status::Connecting);
+    loop {
+        let (next, err) = match connection.status().await {
+            Ok(moq_tokio::connection::Status::Connected) => (Status::Connected, None),
+            Ok(_) => (Status::Reconnecting, None),
+            Err(err) => (Status::Failed, Some(err)),
+        };
+        status.set(next);
+        if let Some(obj) = element.upgrade() {
+            match next {
+                Status::Connected => {
+                    gst::info!(cat, obj = obj, "connected to {}", target.display_url())
+                }
+                Status::Reconnecting => {
+                    gst::warning!(
+                        cat,
+                        obj = obj,
+                        "lost {}, reconnecting",
+                        target.display_url()
+                    )
+                }
+                _ => {}
+            }
+            obj.notify("status");
+        }
+        if let Some(err) = err {
+            return err;
+        }
+    }
 }
 
 /// The error message for a connection that gave up, naming the relay and cause.
@@ -272,6 +446,30 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(format!("{err:?}").contains("broadcast"));
+    }
+
+    #[test]
+    fn auth_token_goes_in_the_url_and_never_in_logs() {
+        gst::init().unwrap();
+        let mut s = settings("https://relay:4443/anon", "cam");
+        s.auth_token = Some("secret.jwt.token".into());
+        let target = s.validate().unwrap();
+        assert_eq!(target.url.query(), Some("jwt=secret.jwt.token"));
+        assert!(!target.display_url().contains("secret"));
+        assert!(!format!("{target:?}").contains("secret"));
+    }
+
+    #[test]
+    fn tls_options_are_checked() {
+        gst::init().unwrap();
+        let mut s = settings("https://relay:4443/anon", "cam");
+        s.tls_root_cert = Some("/nonexistent/ca.pem".into());
+        assert!(format!("{:?}", s.validate().unwrap_err()).contains("tls-root-cert"));
+        let mut s = settings("https://relay:4443/anon", "cam");
+        s.tls_fingerprint = Some("zz".into());
+        assert!(format!("{:?}", s.validate().unwrap_err()).contains("tls-fingerprint"));
+        s.tls_fingerprint = Some("ab".repeat(32));
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use gst::glib;
 use gst::prelude::*;
 
 #[derive(Default, Debug)]
@@ -23,6 +24,8 @@ struct Track {
     decoded_pts_increasing: bool,
     last_decoded_pts: Option<gst::ClockTime>,
     caps: Option<gst::Caps>,
+    /// Widths of every caps event leaving moqsrc (video).
+    widths: Vec<i32>,
 }
 
 type Tracks = Arc<Mutex<HashMap<String, Track>>>;
@@ -34,13 +37,19 @@ fn kind_of(pad_name: &str) -> String {
 /// A subscriber pipeline: moqsrc, and for each pad it adds a decodebin3 and an
 /// appsink that counts decoded buffers.
 fn subscriber(broadcast: &str, tracks: Tracks) -> gst::Pipeline {
+    subscriber_with(broadcast, tracks, &[("tls-disable-verify", "true")])
+}
+
+fn subscriber_with(broadcast: &str, tracks: Tracks, props: &[(&str, &str)]) -> gst::Pipeline {
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("moqsrc")
         .property("url", RELAY.url())
         .property("broadcast", broadcast)
-        .property("tls-disable-verify", true)
         .build()
         .unwrap();
+    for (name, value) in props {
+        src.set_property_from_str(name, value);
+    }
     pipeline.add(&src).unwrap();
     let weak = pipeline.downgrade();
     src.connect_pad_added(move |_, pad| {
@@ -51,17 +60,23 @@ fn subscriber(broadcast: &str, tracks: Tracks) -> gst::Pipeline {
         tracks.lock().unwrap().entry(kind.clone()).or_default().caps = pad.current_caps();
         let probe_tracks = tracks.clone();
         let probe_kind = kind.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(buffer) = info.buffer() {
-                let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
                 let mut t = probe_tracks.lock().unwrap();
-                t.entry(probe_kind.clone())
-                    .or_default()
-                    .received
-                    .push((buffer.pts().unwrap_or_default(), key));
-            }
-            gst::PadProbeReturn::Ok
-        });
+                let track = t.entry(probe_kind.clone()).or_default();
+                if let Some(buffer) = info.buffer() {
+                    let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                    track.received.push((buffer.pts().unwrap_or_default(), key));
+                }
+                if let Some(gst::EventView::Caps(c)) = info.event().map(|e| e.view())
+                    && let Ok(width) = c.caps().structure(0).unwrap().get::<i32>("width")
+                {
+                    track.widths.push(width);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
         let queue = gst::ElementFactory::make("queue").build().unwrap();
         let decodebin = gst::ElementFactory::make("decodebin3").build().unwrap();
         let sink = gst_app::AppSink::builder().sync(false).build();
@@ -121,6 +136,16 @@ fn publisher(description: &str, tracks: &Tracks) -> gst::Pipeline {
     pipeline
 }
 
+/// The nick of an element's `status` property.
+fn status(element: &gst::Element) -> String {
+    let value = element.property_value("status");
+    glib::EnumValue::from_value(&value)
+        .unwrap()
+        .1
+        .nick()
+        .to_string()
+}
+
 fn sink_props(broadcast: &str) -> String {
     format!(
         "moqsink name=sink url={} broadcast={broadcast} tls-disable-verify=true",
@@ -153,6 +178,14 @@ fn roundtrip(name: &str, video: Option<&str>, audio: Option<&str>) -> HashMap<St
 
     let published = wait_eos(&publ, Duration::from_secs(60));
     let played = wait_eos(&sub, Duration::from_secs(30));
+    let sink = publ.by_name("sink").unwrap();
+    assert_eq!(status(&sink), "connected");
+    assert!(
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("frames")
+            .unwrap()
+            > 0
+    );
     publ.set_state(gst::State::Null).unwrap();
     sub.set_state(gst::State::Null).unwrap();
     published.expect("publisher reaches EOS");
@@ -312,4 +345,103 @@ fn late_joiner_starts_on_a_keyframe() {
         video.received[0].1,
         "first buffer of a late joiner is not a keyframe"
     );
+}
+
+/// TLS verified against the relay's certificate fingerprint (no
+/// `tls-disable-verify`), and `... ! h264parse ! moqsink` linking without a
+/// pad name.
+#[test]
+fn verified_tls_and_implicit_pad() {
+    init();
+    let broadcast = unique_broadcast("tls");
+    let tracks: Tracks = Arc::default();
+    let fingerprint = RELAY.fingerprint.clone();
+    let sub = subscriber_with(
+        &broadcast,
+        tracks.clone(),
+        &[("tls-fingerprint", &fingerprint)],
+    );
+    sub.set_state(gst::State::Playing).unwrap();
+    let publ = publisher(
+        &format!(
+            "videotestsrc is-live=true num-buffers=30 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+             ! {X264} ! moqsink name=sink url={} broadcast={broadcast} tls-fingerprint={fingerprint}",
+            RELAY.url()
+        ),
+        &tracks,
+    );
+    publ.set_state(gst::State::Playing).unwrap();
+    let published = wait_eos(&publ, Duration::from_secs(30));
+    let played = wait_eos(&sub, Duration::from_secs(30));
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+    published.unwrap();
+    played.unwrap();
+    let t = tracks.lock().unwrap();
+    assert_eq!(t["video"].sent, 30);
+    assert!(t["video"].decoded >= 27, "{:?}", t["video"]);
+}
+
+/// A resolution change mid-stream updates the catalog: the subscriber gets the
+/// new caps on the same pad and keeps decoding.
+#[test]
+fn caps_change_updates_the_catalog() {
+    init();
+    let broadcast = unique_broadcast("resize");
+    let tracks: Tracks = Arc::default();
+    let sub = subscriber(&broadcast, tracks.clone());
+    sub.set_state(gst::State::Playing).unwrap();
+    let publ = publisher(
+        &format!(
+            "{} videotestsrc is-live=true ! capsfilter name=size caps=video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! sink.video_0",
+            sink_props(&broadcast)
+        ),
+        &tracks,
+    );
+    publ.set_state(gst::State::Playing).unwrap();
+    let wait_decoded = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tracks
+            .lock()
+            .unwrap()
+            .get("video")
+            .is_none_or(|t| t.decoded < n)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stuck below {n} decoded frames"
+            );
+            let bus = sub.bus().unwrap();
+            if let Some(msg) = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(50),
+                &[gst::MessageType::Error],
+            ) {
+                panic!("subscriber error: {msg:?}");
+            }
+        }
+    };
+    wait_decoded(20);
+    let before = tracks.lock().unwrap()["video"].decoded;
+    publ.by_name("size").unwrap().set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", 640i32)
+            .field("height", 480i32)
+            .field("framerate", gst::Fraction::new(30, 1))
+            .build(),
+    );
+    wait_decoded(before + 30);
+    publ.send_event(gst::event::Eos::new());
+    let published = wait_eos(&publ, Duration::from_secs(20));
+    let played = wait_eos(&sub, Duration::from_secs(20));
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+    published.unwrap();
+    played.unwrap();
+    let t = tracks.lock().unwrap();
+    let widths = &t["video"].widths;
+    assert_eq!(widths.first(), Some(&320), "{widths:?}");
+    assert_eq!(widths.last(), Some(&640), "{widths:?}");
 }

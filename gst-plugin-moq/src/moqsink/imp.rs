@@ -60,6 +60,7 @@ struct Session {
 #[derive(Default)]
 pub struct MoqSink {
     settings: Mutex<Settings>,
+    status: Arc<connection::StatusCell>,
     session: Mutex<Option<Session>>,
     /// Pads in creation order; the index names their tracks.
     next_index: Mutex<u32>,
@@ -104,12 +105,25 @@ impl MoqSink {
                 })?;
         let connection = connection::connect(&target, connection::Role::Publish(origin.consume()))?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let watcher = RUNTIME.spawn(watch_connection(
-            self.obj().downgrade(),
-            connection.clone(),
-            target.clone(),
-            stopping.clone(),
-        ));
+        let watcher = RUNTIME.spawn({
+            let element = self.obj().downgrade();
+            let monitored = connection::monitor(
+                connection.clone(),
+                self.status.clone(),
+                element.clone(),
+                *CAT,
+                target.clone(),
+            );
+            let (target, stopping) = (target.clone(), stopping.clone());
+            async move {
+                let err = monitored.await;
+                if !stopping.load(Ordering::SeqCst)
+                    && let Some(obj) = element.upgrade()
+                {
+                    obj.post_error_message(connection::failure_message(&target, &err, true));
+                }
+            }
+        });
         gst::info!(
             CAT,
             imp = self,
@@ -144,6 +158,7 @@ impl MoqSink {
         };
         session.stopping.store(true, Ordering::SeqCst);
         session.watcher.abort();
+        self.status.set(connection::Status::Idle);
         if !session.catalog_finished {
             let _ = session.catalog.finish();
         }
@@ -497,10 +512,7 @@ impl MoqSink {
             groups += state.groups;
             dropped += state.dropped;
         }
-        let connected = self
-            .session()
-            .as_ref()
-            .is_some_and(|session| session.connection.connected());
+        let connected = self.status.get() == connection::Status::Connected;
         s = s
             .field("connected", connected)
             .field("frames", frames)
@@ -508,37 +520,6 @@ impl MoqSink {
             .field("groups", groups)
             .field("dropped", dropped);
         s.build()
-    }
-}
-
-/// Reports connection changes and gives the error when the connection gives up.
-async fn watch_connection(
-    element: glib::WeakRef<super::MoqSink>,
-    mut connection: moq_tokio::Connection,
-    target: Target,
-    stopping: Arc<AtomicBool>,
-) {
-    loop {
-        match connection.status().await {
-            Ok(moq_tokio::connection::Status::Connected) => {
-                if let Some(obj) = element.upgrade() {
-                    gst::info!(CAT, obj = obj, "connected to {}", target.display_url());
-                }
-            }
-            Ok(status) => {
-                if let Some(obj) = element.upgrade() {
-                    gst::warning!(CAT, obj = obj, "relay connection {status:?}, reconnecting");
-                }
-            }
-            Err(err) => {
-                if !stopping.load(Ordering::SeqCst)
-                    && let Some(obj) = element.upgrade()
-                {
-                    obj.post_error_message(connection::failure_message(&target, &err, true));
-                }
-                return;
-            }
-        }
     }
 }
 
@@ -594,6 +575,7 @@ impl ObjectImpl for MoqSink {
         match pspec.name() {
             "max-group-duration" => self.settings().max_group_duration_ms.to_value(),
             "stats" => self.stats().to_value(),
+            "status" => self.status.get().to_value(),
             _ => None::<String>.to_value(),
         }
     }

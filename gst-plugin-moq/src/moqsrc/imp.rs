@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -112,6 +113,10 @@ impl Default for State {
 #[derive(Default)]
 pub struct MoqSrc {
     settings: Mutex<Settings>,
+    status: Arc<connection::StatusCell>,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    discontinuities: AtomicU64,
     state: Mutex<State>,
     timeline: Arc<Timeline>,
 }
@@ -142,7 +147,11 @@ impl MoqSrc {
         let mut state = self.state();
         state.group_id = gst::GroupId::next();
         state.flow_combiner.reset();
-        state.session = Some(RUNTIME.spawn(run_session(self.obj().downgrade(), target)));
+        state.session = Some(RUNTIME.spawn(run_session(
+            self.obj().downgrade(),
+            target,
+            self.status.clone(),
+        )));
         Ok(())
     }
 
@@ -158,6 +167,7 @@ impl MoqSrc {
         if let Some(session) = session {
             session.abort();
         }
+        self.status.set(connection::Status::Idle);
         let obj = self.obj();
         for pad in pads {
             // Deactivating flushes the pad and joins its task.
@@ -278,6 +288,12 @@ impl MoqSrc {
                 keyframe,
                 discont,
             }) => {
+                self.frames.fetch_add(1, Ordering::Relaxed);
+                self.bytes
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                if discont {
+                    self.discontinuities.fetch_add(1, Ordering::Relaxed);
+                }
                 let obj = self.obj();
                 let pts = self.timeline.running_time(timestamp_us, || {
                     obj.current_running_time().unwrap_or(gst::ClockTime::ZERO)
@@ -346,7 +362,11 @@ impl MoqSrc {
 
 /// The whole life of a subscription: connect, wait for the broadcast, follow
 /// its catalog and run one reader per rendition until the broadcast ends.
-async fn run_session(element: glib::WeakRef<super::MoqSrc>, target: Target) {
+async fn run_session(
+    element: glib::WeakRef<super::MoqSrc>,
+    target: Target,
+    status: Arc<connection::StatusCell>,
+) {
     let origin = moq_tokio::origin::spawn();
     let consumer = origin.consume();
     let connection = match connection::connect(&target, connection::Role::Subscribe(origin)) {
@@ -362,10 +382,9 @@ async fn run_session(element: glib::WeakRef<super::MoqSrc>, target: Target) {
         // A connection that gave up also ends the broadcast: its reason is the
         // one to report, so it is looked at first.
         biased;
-        closed = connection.closed() => match closed {
-            Err(err) => Err(connection::failure_message(&target, &err, false)),
-            Ok(()) => Ok(()),
-        },
+        err = connection::monitor(connection.clone(), status, element.clone(), *CAT, target.clone()) => {
+            Err(connection::failure_message(&target, &err, false))
+        }
         followed = follow(&element, &consumer, &target) => followed.map_err(|msg| {
             match connection.poll_closed(&moq_net::kio::Waiter::noop()) {
                 std::task::Poll::Ready(Err(err)) => connection::failure_message(&target, &err, false),
@@ -627,6 +646,13 @@ impl ObjectImpl for MoqSrc {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let mut props = connection::properties();
             props.push(
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Frames, bytes and discontinuities received since the element started, and the connection state")
+                    .read_only()
+                    .build(),
+            );
+            props.push(
                 glib::ParamSpecUInt::builder("latency")
                     .nick("Latency")
                     .blurb(
@@ -659,6 +685,20 @@ impl ObjectImpl for MoqSrc {
         }
         match pspec.name() {
             "latency" => settings.latency_ms.to_value(),
+            "status" => self.status.get().to_value(),
+            "stats" => gst::Structure::builder("application/x-moqsrc-stats")
+                .field(
+                    "connected",
+                    self.status.get() == connection::Status::Connected,
+                )
+                .field("frames", self.frames.load(Ordering::Relaxed))
+                .field("bytes", self.bytes.load(Ordering::Relaxed))
+                .field(
+                    "discontinuities",
+                    self.discontinuities.load(Ordering::Relaxed),
+                )
+                .build()
+                .to_value(),
             _ => None::<String>.to_value(),
         }
     }

@@ -25,6 +25,8 @@ pub fn init() {
 /// A relay running on its own thread and runtime for the whole test binary.
 pub struct Relay {
     pub addr: SocketAddr,
+    /// SHA-256 of the relay's self-signed certificate, for `tls-fingerprint`.
+    pub fingerprint: String,
 }
 
 impl Relay {
@@ -34,8 +36,9 @@ impl Relay {
     }
 }
 
-pub static RELAY: LazyLock<Relay> = LazyLock::new(|| Relay {
-    addr: relay::spawn().expect("the test relay starts"),
+pub static RELAY: LazyLock<Relay> = LazyLock::new(|| {
+    let (addr, fingerprint) = relay::spawn().expect("the test relay starts");
+    Relay { addr, fingerprint }
 });
 
 /// A broadcast name no other test uses.

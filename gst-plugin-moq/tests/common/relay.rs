@@ -7,9 +7,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Start the relay; returns its QUIC address. Only `anon/...` is public, so
-/// any other path is refused (the error tests rely on it).
-pub fn spawn() -> Result<SocketAddr, String> {
+/// Start the relay; returns its QUIC address and the SHA-256 fingerprint of
+/// its certificate. Only `anon/...` is public, so any other path is refused
+/// (the error tests rely on it).
+pub fn spawn() -> Result<(SocketAddr, String), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("test-relay".into())
@@ -29,7 +30,15 @@ pub fn spawn() -> Result<SocketAddr, String> {
                 let mut config = moq_relay::Config::default();
                 config.drain_timeout = Duration::ZERO;
                 config.listen.bind = Some("127.0.0.1:0".parse().expect("valid address"));
-                config.listen.tls.generate = vec!["localhost".into()];
+                let identity = match moq_tokio::tls::Identity::generate(["localhost"]) {
+                    Ok(identity) => identity,
+                    Err(err) => {
+                        let _ = tx.send(Err(err.to_string()));
+                        return;
+                    }
+                };
+                let fingerprint = identity.fingerprint().to_string();
+                config.listen.tls.identity = Some(identity);
                 config.connect.bind = Some("127.0.0.1:0".parse().expect("valid address"));
                 config.auth.public = vec!["anon/**".parse().expect("valid pattern")];
                 let relay = match moq_relay::Relay::load(config).await {
@@ -39,7 +48,8 @@ pub fn spawn() -> Result<SocketAddr, String> {
                         return;
                     }
                 };
-                let _ = tx.send(relay.quic_addr().map_err(|e| e.to_string()));
+                let started = relay.quic_addr().map(|addr| (addr, fingerprint));
+                let _ = tx.send(started.map_err(|e| e.to_string()));
                 if let Err(err) = relay.run().await {
                     eprintln!("test relay stopped: {err:#}");
                 }
