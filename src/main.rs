@@ -18,13 +18,18 @@ mod relay;
 
 const USAGE: &str = "\
 usage: moq-gateway [--listen ADDR] [--relay URL] [--broadcast NAME] [--duration SECS] [--size WxH]
+       moq-gateway relay [--listen ADDR]
 
 Without --relay, starts a MoQ relay in this process on --listen (default
 127.0.0.1:4443; port 0 picks a free one). Publishes a test pattern with audio
 through moqsink, plays it back through moqsrc and prints frames and latency
-once a second until Ctrl-C (or --duration seconds).";
+once a second until Ctrl-C (or --duration seconds).
+
+`relay` only runs the embedded relay (public path anon/) until Ctrl-C, for
+gst-launch-1.0 pipelines with moqsink and moqsrc.";
 
 struct Args {
+    relay_only: bool,
     listen: SocketAddr,
     relay: Option<String>,
     broadcast: String,
@@ -35,6 +40,7 @@ struct Args {
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
+        relay_only: false,
         listen: "127.0.0.1:4443".parse()?,
         relay: None,
         broadcast: "demo".into(),
@@ -42,7 +48,11 @@ fn parse_args() -> anyhow::Result<Args> {
         width: 1280,
         height: 720,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args().skip(1).peekable();
+    if it.peek().map(String::as_str) == Some("relay") {
+        it.next();
+        args.relay_only = true;
+    }
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
             it.next()
@@ -109,6 +119,21 @@ fn run() -> anyhow::Result<()> {
                 }
             });
         })?;
+
+    if args.relay_only {
+        let relay = relay::EmbeddedRelay::start(args.listen)?;
+        println!(
+            "MoQ relay on {} (self-signed certificate): https://{}/anon with tls-disable-verify=true, \
+             or http://localhost:{}/anon to pin it; Ctrl-C stops",
+            relay.addr(),
+            relay.addr(),
+            relay.addr().port()
+        );
+        while !interrupted.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_millis(200));
+        }
+        return Ok(());
+    }
 
     let (_relay, url) = match args.relay {
         Some(url) => (None, url),
