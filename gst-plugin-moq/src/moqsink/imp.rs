@@ -263,6 +263,7 @@ impl MoqSink {
             Ok(publisher) => {
                 gst::info!(CAT, obj = pad, "publishing track '{name}' for {caps}");
                 state.publisher = Some(publisher);
+                state.failed = false;
                 state.need_keyframe = format.kind() == TrackKind::Video;
                 state.group_start = None;
                 state.keyframe_requested = None;
@@ -270,6 +271,7 @@ impl MoqSink {
                 true
             }
             Err(err) => {
+                state.failed = true;
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
@@ -400,8 +402,13 @@ impl MoqSink {
             return Err(gst::FlowError::NotNegotiated);
         };
         if state.publisher.is_none() {
-            // The track failed before; its error is already on the bus.
-            return Err(gst::FlowError::Error);
+            if state.failed {
+                // Its error is already on the bus.
+                return Err(gst::FlowError::Error);
+            }
+            // The track was finished at EOS; a MoQ track cannot restart.
+            gst::debug!(CAT, obj = pad, "buffer after the track finished");
+            return Err(gst::FlowError::Eos);
         }
         let Some(running_time) = state
             .segment
@@ -491,6 +498,7 @@ impl MoqSink {
             Err(WriteError::Other(err)) => {
                 let name = publisher.name().to_string();
                 state.finish(pad);
+                state.failed = true;
                 drop(state);
                 gst::element_imp_error!(
                     self,

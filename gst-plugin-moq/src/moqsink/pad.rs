@@ -30,6 +30,8 @@ pub struct PadState {
     pub format: Option<SinkFormat>,
     pub publisher: Option<Publisher>,
     pub eos: bool,
+    /// Publishing failed; the error is on the bus and buffers are refused.
+    pub failed: bool,
     /// Video only: drop delta frames until a keyframe opens a group.
     pub need_keyframe: bool,
     /// Running time of the keyframe that opened the current group.

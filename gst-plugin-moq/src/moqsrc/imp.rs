@@ -90,6 +90,8 @@ impl Timeline {
 
 struct State {
     session: Option<tokio::task::JoinHandle<()>>,
+    /// Between start and stop; a rendition that shows up outside gets no pad.
+    running: bool,
     pads: Vec<MoqSrcPad>,
     flow_combiner: gst_base::UniqueFlowCombiner,
     group_id: gst::GroupId,
@@ -101,6 +103,7 @@ impl Default for State {
     fn default() -> Self {
         Self {
             session: None,
+            running: false,
             pads: Vec::new(),
             flow_combiner: gst_base::UniqueFlowCombiner::new(),
             group_id: gst::GroupId::next(),
@@ -147,6 +150,7 @@ impl MoqSrc {
         let mut state = self.state();
         state.group_id = gst::GroupId::next();
         state.flow_combiner.reset();
+        state.running = true;
         state.session = Some(RUNTIME.spawn(run_session(
             self.obj().downgrade(),
             target,
@@ -158,6 +162,7 @@ impl MoqSrc {
     fn stop(&self) {
         let (session, pads) = {
             let mut state = self.state();
+            state.running = false;
             state.next_video = 0;
             state.next_audio = 0;
             (state.session.take(), std::mem::take(&mut state.pads))
@@ -187,6 +192,9 @@ impl MoqSrc {
         let obj = self.obj();
         let (name, group_id) = {
             let mut state = self.state();
+            if !state.running {
+                return None;
+            }
             let n = match kind {
                 TrackKind::Video => &mut state.next_video,
                 TrackKind::Audio => &mut state.next_audio,
@@ -200,6 +208,8 @@ impl MoqSrc {
             .pad_template(&format!("{}_%u", kind.as_str()))?;
         let pad = gst::PadBuilder::<MoqSrcPad>::from_template(&templ)
             .name(name.as_str())
+            // Caps come from the catalog: queries answer with them, not the template.
+            .flags(gst::PadFlags::FIXED_CAPS)
             .query_function(|pad, parent, query| {
                 MoqSrc::catch_panic_pad_function(parent, || false, |src| src.src_query(pad, query))
             })
@@ -253,6 +263,12 @@ impl MoqSrc {
         }
         {
             let mut state = self.state();
+            if !state.running {
+                // Stopped while this pad was being made: it never appears.
+                drop(state);
+                let _ = pad.set_active(false);
+                return None;
+            }
             state.flow_combiner.add_pad(&pad);
             state.pads.push(pad.clone());
         }
