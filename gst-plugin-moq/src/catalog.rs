@@ -9,25 +9,42 @@
 //! names what is wrong.
 
 use bytes::Bytes;
+use gst::glib;
 use hang::catalog::{AudioCodec, AudioConfig, VideoCodec, VideoConfig};
 
-/// Caps a moqsink pad accepts: what `gst-inspect-1.0 moqsink` shows.
-pub const VIDEO_SINK_CAPS: &str = "video/x-h264, stream-format=(string){ byte-stream, avc }, alignment=(string)au; \
+/// Encoded video both elements carry: what `gst-inspect-1.0` shows on their
+/// pads. Byte-stream first: encoders emit it, so parsers need not convert.
+pub const VIDEO_CAPS: &str = "video/x-h264, stream-format=(string){ byte-stream, avc }, alignment=(string)au; \
      video/x-h265, stream-format=(string){ byte-stream, hvc1 }, alignment=(string)au; \
      video/x-vp8; \
      video/x-vp9; \
      video/x-av1, stream-format=(string)obu-stream, alignment=(string)tu";
+/// Audio moqsink takes (mono or stereo Opus) and moqsrc gives.
 pub const AUDIO_SINK_CAPS: &str = "audio/x-opus, channel-mapping-family=(int)0, channels=(int)[ 1, 2 ]; \
      audio/mpeg, mpegversion=(int)4, stream-format=(string)raw";
-
-/// Caps a moqsrc pad may carry.
-pub const VIDEO_SRC_CAPS: &str = "video/x-h264, stream-format=(string){ byte-stream, avc }, alignment=(string)au; \
-     video/x-h265, stream-format=(string){ byte-stream, hvc1 }, alignment=(string)au; \
-     video/x-vp8; \
-     video/x-vp9; \
-     video/x-av1, stream-format=(string)obu-stream, alignment=(string)tu";
 pub const AUDIO_SRC_CAPS: &str = "audio/x-opus, channel-mapping-family=(int)0; \
      audio/mpeg, mpegversion=(int)4, stream-format=(string)raw";
+
+/// The `video_%u` and `audio_%u` pad templates of an element, with its pad
+/// subclass so gst-inspect shows the pad properties.
+pub fn pad_templates(
+    direction: gst::PadDirection,
+    presence: gst::PadPresence,
+    pad_type: glib::Type,
+) -> Vec<gst::PadTemplate> {
+    let audio = match direction {
+        gst::PadDirection::Sink => AUDIO_SINK_CAPS,
+        _ => AUDIO_SRC_CAPS,
+    };
+    [("video_%u", VIDEO_CAPS), ("audio_%u", audio)]
+        .into_iter()
+        .map(|(name, caps)| {
+            let caps = caps.parse::<gst::Caps>().expect("valid template caps");
+            gst::PadTemplate::with_gtype(name, direction, presence, &caps, pad_type)
+                .expect("valid pad template")
+        })
+        .collect()
+}
 
 /// Audio or video: decides the pad template, grouping and the catalog section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

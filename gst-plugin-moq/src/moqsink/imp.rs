@@ -611,30 +611,11 @@ impl ElementImpl for MoqSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let video = catalog::VIDEO_SINK_CAPS
-                .parse::<gst::Caps>()
-                .expect("valid caps");
-            let audio = catalog::AUDIO_SINK_CAPS
-                .parse::<gst::Caps>()
-                .expect("valid caps");
-            vec![
-                gst::PadTemplate::with_gtype(
-                    "video_%u",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &video,
-                    MoqSinkPad::static_type(),
-                )
-                .expect("valid video template"),
-                gst::PadTemplate::with_gtype(
-                    "audio_%u",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &audio,
-                    MoqSinkPad::static_type(),
-                )
-                .expect("valid audio template"),
-            ]
+            catalog::pad_templates(
+                gst::PadDirection::Sink,
+                gst::PadPresence::Request,
+                MoqSinkPad::static_type(),
+            )
         });
         TEMPLATES.as_ref()
     }

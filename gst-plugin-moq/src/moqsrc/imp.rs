@@ -742,30 +742,11 @@ impl ElementImpl for MoqSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let video = catalog::VIDEO_SRC_CAPS
-                .parse::<gst::Caps>()
-                .expect("valid caps");
-            let audio = catalog::AUDIO_SRC_CAPS
-                .parse::<gst::Caps>()
-                .expect("valid caps");
-            vec![
-                gst::PadTemplate::with_gtype(
-                    "video_%u",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Sometimes,
-                    &video,
-                    MoqSrcPad::static_type(),
-                )
-                .expect("valid video template"),
-                gst::PadTemplate::with_gtype(
-                    "audio_%u",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Sometimes,
-                    &audio,
-                    MoqSrcPad::static_type(),
-                )
-                .expect("valid audio template"),
-            ]
+            catalog::pad_templates(
+                gst::PadDirection::Src,
+                gst::PadPresence::Sometimes,
+                MoqSrcPad::static_type(),
+            )
         });
         TEMPLATES.as_ref()
     }
