@@ -1,15 +1,25 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
 //! Forwards what the MoQ libraries log through `tracing` into the GStreamer
-//! debug log (category `moq`), so `GST_DEBUG=moq:6` shows it.
+//! debug log, each line prefixed with its tracing target (the module, e.g.
+//! `[moq_tokio::connection]`).
+//!
+//! A line goes to the category of the element it was logged for
+//! (`GST_DEBUG=moqsink:6`), with the element as its object: work an element
+//! runs on the runtime is wrapped in its [`Scope`] (a task-local), and the
+//! element's streaming-thread calls into the libraries run [`Scope::enter`].
+//! Lines from tasks the libraries spawn on their own (the QUIC connection
+//! loop) have no element and go to the `moq` category.
 //!
 //! No global subscriber is installed: that would panic or fight with the
 //! application's own. Instead a small subscriber is made the default of each
-//! thread of our own tokio runtime, which is where the MoQ libraries run.
-//! It takes events only, and only at levels the category lets through: spans
-//! stay disabled, so the libraries' instrumented hot paths cost nothing.
+//! thread of our own tokio runtime, and of a streaming thread while it is in a
+//! scope. It takes events only, and only at levels the category lets through:
+//! spans stay disabled, so the libraries' instrumented hot paths cost nothing.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::LazyLock;
 
 use gst::glib;
@@ -24,6 +34,52 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("Media over QUIC libraries (moq-net, moq-tokio, moq-mux)"),
     )
 });
+
+/// Where the library lines logged on behalf of one element go.
+#[derive(Clone)]
+pub struct Scope {
+    cat: gst::DebugCategory,
+    obj: glib::WeakRef<gst::Object>,
+}
+
+tokio::task_local! {
+    static TASK_SCOPE: Scope;
+}
+
+thread_local! {
+    static THREAD_SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+}
+
+impl Scope {
+    pub fn new(cat: gst::DebugCategory, obj: &impl glib::prelude::IsA<gst::Object>) -> Self {
+        use glib::prelude::*;
+        Self {
+            cat,
+            obj: obj.upcast_ref::<gst::Object>().downgrade(),
+        }
+    }
+
+    /// Run `future` (a task of the element's on the runtime) in this scope.
+    pub fn wrap<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        TASK_SCOPE.scope(self.clone(), future)
+    }
+
+    /// Run `f` (on a streaming thread) in this scope, with the forwarding
+    /// subscriber as the thread's default for its duration.
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = THREAD_SCOPE.with(|s| s.replace(Some(self.clone())));
+        let result = tracing::dispatcher::with_default(&DISPATCH, f);
+        THREAD_SCOPE.with(|s| *s.borrow_mut() = previous);
+        result
+    }
+
+    fn current() -> Option<Scope> {
+        TASK_SCOPE
+            .try_with(Clone::clone)
+            .ok()
+            .or_else(|| THREAD_SCOPE.with(|s| s.borrow().clone()))
+    }
+}
 
 static DISPATCH: LazyLock<tracing::Dispatch> =
     LazyLock::new(|| tracing::Dispatch::new(GstForwarder));
@@ -42,7 +98,8 @@ fn gst_level(level: &tracing::Level) -> gst::DebugLevel {
         tracing::Level::WARN => gst::DebugLevel::Warning,
         tracing::Level::INFO => gst::DebugLevel::Info,
         tracing::Level::DEBUG => gst::DebugLevel::Debug,
-        tracing::Level::TRACE => gst::DebugLevel::Trace,
+        // LOG, not TRACE: `GST_DEBUG=moqsink:6` shows everything.
+        tracing::Level::TRACE => gst::DebugLevel::Log,
     }
 }
 
@@ -84,7 +141,11 @@ impl tracing::Subscriber for GstForwarder {
     }
 
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        meta.is_event() && gst_level(meta.level()) <= CAT.threshold()
+        if !meta.is_event() {
+            return false;
+        }
+        let cat = Scope::current().map_or(*CAT, |scope| scope.cat);
+        gst_level(meta.level()) <= cat.threshold()
     }
 
     fn new_span(&self, _span: &span::Attributes<'_>) -> span::Id {
@@ -100,8 +161,13 @@ impl tracing::Subscriber for GstForwarder {
         let meta = event.metadata();
         let mut line = Line::default();
         event.record(&mut line);
-        CAT.log(
-            None::<&gst::Object>,
+        let scope = Scope::current();
+        let (cat, obj) = match &scope {
+            Some(scope) => (scope.cat, scope.obj.upgrade()),
+            None => (*CAT, None),
+        };
+        cat.log(
+            obj.as_ref(),
             gst_level(meta.level()),
             glib::gstr!("moq"),
             meta.target(),

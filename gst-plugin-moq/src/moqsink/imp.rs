@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use super::MoqSinkPad;
 use super::publish::{Publisher, WriteError};
 use crate::catalog::{self, SinkFormat, TrackKind};
 use crate::connection::{self, Target};
+use crate::log;
 use crate::runtime::RUNTIME;
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -64,6 +65,8 @@ pub struct MoqSink {
     session: Mutex<Option<Session>>,
     /// Pads in creation order; the index names their tracks.
     next_index: Mutex<u32>,
+    /// Where the MoQ libraries' lines logged for this element go.
+    log: OnceLock<log::Scope>,
 }
 
 impl MoqSink {
@@ -73,6 +76,12 @@ impl MoqSink {
 
     fn session(&self) -> MutexGuard<'_, Option<Session>> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log(&self) -> log::Scope {
+        self.log
+            .get_or_init(|| log::Scope::new(*CAT, &*self.obj()))
+            .clone()
     }
 
     fn sink_pads(&self) -> Vec<MoqSinkPad> {
@@ -105,7 +114,7 @@ impl MoqSink {
                 })?;
         let connection = connection::connect(&target, connection::Role::Publish(origin.consume()))?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let watcher = RUNTIME.spawn({
+        let watcher = RUNTIME.spawn(self.log().wrap({
             let element = self.obj().downgrade();
             let monitored = connection::monitor(
                 connection.clone(),
@@ -123,7 +132,7 @@ impl MoqSink {
                     obj.post_error_message(connection::failure_message(&target, &err, true));
                 }
             }
-        });
+        }));
         gst::info!(
             CAT,
             imp = self,
@@ -646,7 +655,13 @@ impl ElementImpl for MoqSink {
                 MoqSink::catch_panic_pad_function(
                     parent,
                     || Err(gst::FlowError::Error),
-                    |sink| sink.sink_chain(pad, buffer),
+                    |sink| {
+                        let log = sink.log.get().cloned();
+                        match log {
+                            Some(log) => log.enter(|| sink.sink_chain(pad, buffer)),
+                            None => sink.sink_chain(pad, buffer),
+                        }
+                    },
                 )
             })
             .event_function(|pad, parent, event| {

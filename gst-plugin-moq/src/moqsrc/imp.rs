@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::MoqSrcPad;
 use crate::catalog::{self, TrackKind};
 use crate::connection::{self, Target};
+use crate::log;
 use crate::runtime::RUNTIME;
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -151,11 +152,13 @@ impl MoqSrc {
         state.group_id = gst::GroupId::next();
         state.flow_combiner.reset();
         state.running = true;
-        state.session = Some(RUNTIME.spawn(run_session(
+        let scope = log::Scope::new(*CAT, &*self.obj());
+        state.session = Some(RUNTIME.spawn(scope.wrap(run_session(
             self.obj().downgrade(),
             target,
             self.status.clone(),
-        )));
+            scope.clone(),
+        ))));
         Ok(())
     }
 
@@ -382,6 +385,7 @@ async fn run_session(
     element: glib::WeakRef<super::MoqSrc>,
     target: Target,
     status: Arc<connection::StatusCell>,
+    scope: log::Scope,
 ) {
     let origin = moq_tokio::origin::spawn();
     let consumer = origin.consume();
@@ -401,7 +405,7 @@ async fn run_session(
         err = connection::monitor(connection.clone(), status, element.clone(), *CAT, target.clone()) => {
             Err(connection::failure_message(&target, &err, false))
         }
-        followed = follow(&element, &consumer, &target) => followed.map_err(|msg| {
+        followed = follow(&element, &consumer, &target, &scope) => followed.map_err(|msg| {
             match connection.poll_closed(&moq_net::kio::Waiter::noop()) {
                 std::task::Poll::Ready(Err(err)) => connection::failure_message(&target, &err, false),
                 _ => msg,
@@ -481,6 +485,7 @@ async fn follow(
     element: &glib::WeakRef<super::MoqSrc>,
     consumer: &moq_net::origin::Consumer,
     target: &Target,
+    scope: &log::Scope,
 ) -> Result<(), gst::ErrorMessage> {
     if let Some(obj) = element.upgrade() {
         gst::info!(
@@ -544,13 +549,13 @@ async fn follow(
                             continue;
                         };
                         senders.insert(name.clone(), (tx.clone(), rendition.caps));
-                        readers.spawn(read_track(
+                        readers.spawn(scope.wrap(read_track(
                             element.clone(),
                             broadcast.clone(),
                             name,
                             rendition.container,
                             tx,
-                        ));
+                        )));
                     }
                     if !announced && !senders.is_empty() {
                         announced = true;
