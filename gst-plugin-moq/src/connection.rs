@@ -15,6 +15,8 @@ use crate::runtime::RUNTIME;
 pub const DEFAULT_TLS_DISABLE_VERIFY: bool = false;
 /// How long to keep trying to reach the relay before giving up with an error.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
+/// Offer every wire protocol version and let the relay pick.
+pub const DEFAULT_MOQ_VERSION: &str = "auto";
 
 /// URL schemes the MoQ client can dial without extra features.
 const SCHEMES: &[&str] = &["https", "http", "moqt", "moql", "wss", "ws"];
@@ -30,6 +32,7 @@ pub struct Settings {
     /// Never logged, never read back.
     pub auth_token: Option<String>,
     pub connect_timeout_ms: u32,
+    pub moq_version: String,
 }
 
 impl Default for Settings {
@@ -42,7 +45,31 @@ impl Default for Settings {
             tls_fingerprint: None,
             auth_token: None,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            moq_version: DEFAULT_MOQ_VERSION.to_string(),
         }
+    }
+}
+
+/// The versions to offer for a `moq-version` value: `auto` (all), `lite` or
+/// `ietf` (a family), or one version by name (`moq-lite-05`, `moq-transport-14`).
+pub fn parse_versions(value: &str) -> Result<Vec<moq_net::Version>, String> {
+    let value = value.trim();
+    let family = |prefix: &str| {
+        moq_net::Version::names()
+            .filter(|name| name.starts_with(prefix))
+            .filter_map(|name| name.parse().ok())
+            .collect::<Vec<moq_net::Version>>()
+    };
+    match value {
+        "" | "auto" => Ok(Vec::new()),
+        "lite" | "moq-lite" => Ok(family("moq-lite-")),
+        "ietf" | "moq-transport" => Ok(family("moq-transport-")),
+        name => name.parse().map(|v| vec![v]).map_err(|_| {
+            format!(
+                "unknown moq-version '{name}': use auto, lite, ietf or one of {}",
+                moq_net::Version::names().collect::<Vec<_>>().join(", ")
+            )
+        }),
     }
 }
 
@@ -57,6 +84,8 @@ pub struct Target {
     pub tls_root_cert: Option<std::path::PathBuf>,
     pub tls_fingerprint: Option<String>,
     pub connect_timeout: Duration,
+    /// Wire versions to offer; empty offers all.
+    pub versions: Vec<moq_net::Version>,
 }
 
 impl std::fmt::Debug for Target {
@@ -158,6 +187,8 @@ impl Settings {
                 ("tls-fingerprint '{}' is not a hex SHA-256 fingerprint", fp)
             ));
         }
+        let versions = parse_versions(&self.moq_version)
+            .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{}", err)))?;
         let mut url = url;
         if let Some(token) = self.auth_token.as_deref().filter(|t| !t.is_empty()) {
             // moq-relay reads the JWT from the `jwt` query parameter.
@@ -170,6 +201,7 @@ impl Settings {
             tls_root_cert,
             tls_fingerprint,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.into()),
+            versions,
         })
     }
 }
@@ -221,6 +253,15 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .write_only()
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("moq-version")
+            .nick("MoQ version")
+            .blurb(
+                "Wire protocol to offer: auto (every version, the relay picks), lite (moq-lite), \
+                 ietf (IETF moq-transport drafts), or one version such as moq-lite-05 or moq-transport-14",
+            )
+            .default_value(Some(DEFAULT_MOQ_VERSION))
+            .mutable_ready()
+            .build(),
         glib::ParamSpecEnum::builder::<Status>("status")
             .nick("Connection status")
             .blurb("Where the connection to the relay stands")
@@ -247,6 +288,13 @@ pub fn set_property(settings: &mut Settings, value: &glib::Value, pspec: &glib::
         "tls-root-cert" => settings.tls_root_cert = value.get().unwrap_or_default(),
         "tls-fingerprint" => settings.tls_fingerprint = value.get().unwrap_or_default(),
         "auth-token" => settings.auth_token = value.get().unwrap_or_default(),
+        "moq-version" => {
+            settings.moq_version = value
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| DEFAULT_MOQ_VERSION.to_string())
+        }
         "connect-timeout" => {
             settings.connect_timeout_ms = value.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)
         }
@@ -265,6 +313,7 @@ pub fn property(settings: &Settings, pspec: &glib::ParamSpec) -> Option<glib::Va
         "tls-fingerprint" => settings.tls_fingerprint.to_value(),
         // Write-only: the token is never handed back.
         "auth-token" => None::<String>.to_value(),
+        "moq-version" => settings.moq_version.to_value(),
         "connect-timeout" => settings.connect_timeout_ms.to_value(),
         _ => return None,
     })
@@ -288,6 +337,7 @@ pub fn connect(target: &Target, role: Role) -> Result<moq_tokio::Connection, gst
     config.tls.root = target.tls_root_cert.iter().cloned().collect();
     config.tls.fingerprint = target.tls_fingerprint.iter().cloned().collect();
     config.backoff.timeout = target.connect_timeout;
+    config.version = target.versions.clone();
     let client = config
         .init(moq_tokio::quic::Config::default())
         .map_err(|err| {
@@ -326,12 +376,34 @@ pub enum Status {
 }
 
 /// The status of an element's connection, shared with its session task.
-#[derive(Debug, Default)]
-pub struct StatusCell(AtomicI32);
+#[derive(Default)]
+pub struct StatusCell {
+    status: AtomicI32,
+    /// Watches the live session (without keeping the connection alive).
+    monitor: std::sync::Mutex<Option<moq_tokio::connection::Monitor>>,
+}
 
 impl StatusCell {
+    fn snapshot(&self) -> Option<moq_tokio::connection::Snapshot> {
+        self.monitor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|m| m.snapshot())
+    }
+
+    /// The wire version of the live session, if connected.
+    pub fn version(&self) -> Option<&'static str> {
+        self.snapshot().map(|s| s.version.as_str())
+    }
+
+    /// Round-trip time to the relay, if connected and measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.snapshot().and_then(|s| s.stats.rtt)
+    }
+
     pub fn get(&self) -> Status {
-        match self.0.load(Ordering::Relaxed) {
+        match self.status.load(Ordering::Relaxed) {
             1 => Status::Connecting,
             2 => Status::Connected,
             3 => Status::Reconnecting,
@@ -341,7 +413,10 @@ impl StatusCell {
     }
 
     pub fn set(&self, status: Status) {
-        self.0.store(status as i32, Ordering::Relaxed);
+        self.status.store(status as i32, Ordering::Relaxed);
+        if status == Status::Idle {
+            *self.monitor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 }
 
@@ -355,6 +430,7 @@ pub async fn monitor<E: IsA<gst::Element>>(
     target: Target,
 ) -> moq_tokio::Error {
     status.set(Status::Connecting);
+    *status.monitor.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection.monitor());
     loop {
         let (next, err) = match connection.status().await {
             Ok(moq_tokio::connection::Status::Connected) => (Status::Connected, None),
@@ -470,6 +546,30 @@ mod tests {
         assert!(format!("{:?}", s.validate().unwrap_err()).contains("tls-fingerprint"));
         s.tls_fingerprint = Some("ab".repeat(32));
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn moq_versions() {
+        assert!(parse_versions("auto").unwrap().is_empty());
+        assert_eq!(parse_versions("moq-transport-14").unwrap().len(), 1);
+        let ietf = parse_versions("ietf").unwrap();
+        assert!(
+            ietf.len() > 1
+                && ietf
+                    .iter()
+                    .all(|v| v.to_string().starts_with("moq-transport-"))
+        );
+        assert!(
+            parse_versions("lite")
+                .unwrap()
+                .iter()
+                .all(|v| v.to_string().starts_with("moq-lite-"))
+        );
+        assert!(
+            parse_versions("moq-9")
+                .unwrap_err()
+                .contains("moq-transport-14")
+        );
     }
 
     #[test]

@@ -23,14 +23,16 @@ fn library_lines_reach_the_element_category() {
     gst::log::set_active(true);
     gst::log::set_threshold_for_name("moqsink", gst::DebugLevel::Log);
     gst::log::set_threshold_for_name("moq", gst::DebugLevel::Log);
-    gst::log::add_log_function(move |category, _level, _file, _function, _line, _object, message| {
-        if let Some(text) = message.get() {
-            sink_lines
-                .lock()
-                .unwrap()
-                .push((category.name().to_string(), text.to_string()));
-        }
-    });
+    gst::log::add_log_function(
+        move |category, _level, _file, _function, _line, _object, message| {
+            if let Some(text) = message.get() {
+                sink_lines
+                    .lock()
+                    .unwrap()
+                    .push((category.name().to_string(), text.to_string()));
+            }
+        },
+    );
 
     let broadcast = unique_broadcast("log");
     let pipeline = gst::parse::launch(&format!(
@@ -57,9 +59,8 @@ fn library_lines_reach_the_element_category() {
         "no moq-mux line under moqsink: {from_library:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|(cat, t)| cat == "moq" && (t.starts_with("[moq_net::") || t.starts_with("[moq_tokio::"))),
+        lines.iter().any(|(cat, t)| cat == "moq"
+            && (t.starts_with("[moq_net::") || t.starts_with("[moq_tokio::"))),
         "no moq-net/moq-tokio line under moq"
     );
 }

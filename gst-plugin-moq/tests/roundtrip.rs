@@ -445,3 +445,69 @@ fn caps_change_updates_the_catalog() {
     assert_eq!(widths.first(), Some(&320), "{widths:?}");
     assert_eq!(widths.last(), Some(&640), "{widths:?}");
 }
+
+/// Both elements speak an IETF moq-transport draft with the relay when told
+/// to (`moq-version=ietf`), and say which one they negotiated.
+#[test]
+fn ietf_moq_transport() {
+    init();
+    let broadcast = unique_broadcast("ietf");
+    let tracks: Tracks = Arc::default();
+    let sub = subscriber_with(
+        &broadcast,
+        tracks.clone(),
+        &[("tls-disable-verify", "true"), ("moq-version", "ietf")],
+    );
+    sub.set_state(gst::State::Playing).unwrap();
+    let publ = publisher(
+        &format!(
+            "{} moq-version=ietf videotestsrc is-live=true num-buffers=30 \
+             ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! {X264} ! sink.video_0 \
+             audiotestsrc is-live=true num-buffers=50 samplesperbuffer=960 ! audioconvert ! opusenc ! sink.audio_0",
+            sink_props(&broadcast)
+        ),
+        &tracks,
+    );
+    publ.set_state(gst::State::Playing).unwrap();
+    // Read the negotiated versions while both sessions are live.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tracks
+        .lock()
+        .unwrap()
+        .get("video")
+        .is_none_or(|t| t.received.len() < 5)
+    {
+        assert!(std::time::Instant::now() < deadline, "no video arrived");
+        let bus = sub.bus().unwrap();
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Error],
+        ) {
+            panic!("subscriber error: {msg:?}");
+        }
+    }
+    let version = |e: &gst::Element| {
+        e.property::<gst::Structure>("stats")
+            .get::<String>("version")
+            .ok()
+    };
+    let sink_version = version(&publ.by_name("sink").unwrap());
+    let src_version = version(&sub.iterate_sources().into_iter().flatten().next().unwrap());
+    let published = wait_eos(&publ, Duration::from_secs(30));
+    let played = wait_eos(&sub, Duration::from_secs(30));
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+    published.unwrap();
+    played.unwrap();
+    for version in [&sink_version, &src_version] {
+        assert!(
+            version
+                .as_deref()
+                .is_some_and(|v| v.starts_with("moq-transport-")),
+            "negotiated {version:?}"
+        );
+    }
+    let t = tracks.lock().unwrap();
+    assert!(t["video"].decoded >= 27, "{:?}", t["video"]);
+    assert!(t["audio"].decoded >= 45, "{:?}", t["audio"]);
+}

@@ -535,7 +535,9 @@ impl MoqSink {
             .field("frames", frames)
             .field("bytes", bytes)
             .field("groups", groups)
-            .field("dropped", dropped);
+            .field("dropped", dropped)
+            .field_if_some("version", self.status.version())
+            .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64));
         s.build()
     }
 }

@@ -398,11 +398,12 @@ async fn run_session(
             return;
         }
     };
+    let status_cell = status.clone();
     let result = tokio::select! {
         // A connection that gave up also ends the broadcast: its reason is the
         // one to report, so it is looked at first.
         biased;
-        err = connection::monitor(connection.clone(), status, element.clone(), *CAT, target.clone()) => {
+        err = connection::monitor(connection.clone(), status_cell, element.clone(), *CAT, target.clone()) => {
             Err(connection::failure_message(&target, &err, false))
         }
         followed = follow(&element, &consumer, &target, &scope) => followed.map_err(|msg| {
@@ -412,10 +413,18 @@ async fn run_session(
             }
         }),
     };
-    if let Err(msg) = result
-        && let Some(obj) = element.upgrade()
-    {
-        obj.imp().post_error(msg);
+    match result {
+        // The broadcast ended: so does the connection.
+        Ok(()) => status.set(connection::Status::Idle),
+        Err(msg) => {
+            status.set(connection::Status::Failed);
+            if let Some(obj) = element.upgrade() {
+                obj.imp().post_error(msg);
+            }
+        }
+    }
+    if let Some(obj) = element.upgrade() {
+        obj.notify("status");
     }
 }
 
@@ -718,6 +727,8 @@ impl ObjectImpl for MoqSrc {
                     "discontinuities",
                     self.discontinuities.load(Ordering::Relaxed),
                 )
+                .field_if_some("version", self.status.version())
+                .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64))
                 .build()
                 .to_value(),
             _ => None::<String>.to_value(),
