@@ -17,6 +17,7 @@ mod log;
 mod moqsink;
 mod moqsrc;
 mod runtime;
+mod stats;
 
 pub use catalog::{CapsError, SinkFormat, TrackKind, audio_caps, sink_format, video_caps};
 

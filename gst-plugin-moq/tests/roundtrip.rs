@@ -511,3 +511,61 @@ fn ietf_moq_transport() {
     assert!(t["video"].decoded >= 27, "{:?}", t["video"]);
     assert!(t["audio"].decoded >= 45, "{:?}", t["audio"]);
 }
+
+/// With `stats-interval`, both elements post their stats as element messages.
+#[test]
+fn stats_messages() {
+    init();
+    let broadcast = unique_broadcast("stats");
+    let tracks: Tracks = Arc::default();
+    let sub = subscriber_with(
+        &broadcast,
+        tracks.clone(),
+        &[("tls-disable-verify", "true"), ("stats-interval", "200")],
+    );
+    let publ = publisher(
+        &format!(
+            "{} stats-interval=200 videotestsrc is-live=true num-buffers=45 \
+             ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! {X264} ! sink.video_0",
+            sink_props(&broadcast)
+        ),
+        &tracks,
+    );
+    let frames_seen = |pipeline: &gst::Pipeline, name: &'static str| {
+        let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let sink_seen = seen.clone();
+        pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Element(e) = msg.view()
+                && let Some(s) = e.structure()
+                && s.name() == name
+            {
+                sink_seen
+                    .lock()
+                    .unwrap()
+                    .push(s.get::<u64>("frames").unwrap());
+            }
+            gst::BusSyncReply::Pass
+        });
+        seen
+    };
+    let sink_stats = frames_seen(&publ, "application/x-moqsink-stats");
+    let src_stats = frames_seen(&sub, "application/x-moqsrc-stats");
+    sub.set_state(gst::State::Playing).unwrap();
+    publ.set_state(gst::State::Playing).unwrap();
+    let published = wait_eos(&publ, Duration::from_secs(30));
+    let played = wait_eos(&sub, Duration::from_secs(30));
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+    published.unwrap();
+    played.unwrap();
+    for (side, seen) in [("sink", sink_stats), ("src", src_stats)] {
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.len() >= 4,
+            "{side}: {} stats messages in 1.5 s",
+            seen.len()
+        );
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{side}: {seen:?}");
+        assert!(seen.last().copied().unwrap_or(0) > 0, "{side}: {seen:?}");
+    }
+}

@@ -30,6 +30,7 @@ const DEFAULT_MAX_GROUP_DURATION_MS: u32 = 2000;
 #[derive(Debug, Clone)]
 struct Settings {
     connection: connection::Settings,
+    stats_interval_ms: u32,
     max_group_duration_ms: u32,
 }
 
@@ -37,6 +38,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             connection: connection::Settings::default(),
+            stats_interval_ms: crate::stats::DEFAULT_STATS_INTERVAL_MS,
             max_group_duration_ms: DEFAULT_MAX_GROUP_DURATION_MS,
         }
     }
@@ -51,6 +53,7 @@ struct Session {
     catalog: moq_mux::catalog::Producer,
     connection: moq_tokio::Connection,
     watcher: tokio::task::JoinHandle<()>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
     /// Set before the session is torn down on purpose, so the watcher does not
     /// report the end of the connection as a failure.
     stopping: Arc<AtomicBool>,
@@ -93,7 +96,10 @@ impl MoqSink {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let target = self.settings().connection.validate()?;
+        let (target, stats_interval_ms) = {
+            let settings = self.settings();
+            (settings.connection.validate()?, settings.stats_interval_ms)
+        };
         let _guard = RUNTIME.enter();
         let origin = moq_tokio::origin::spawn();
         let mut broadcast = origin
@@ -147,6 +153,10 @@ impl MoqSink {
             catalog,
             connection,
             watcher,
+            ticker: crate::stats::spawn_ticker(
+                self.obj().upcast_ref::<gst::Element>().downgrade(),
+                stats_interval_ms,
+            ),
             stopping,
             catalog_finished: false,
             eos_posted: false,
@@ -167,6 +177,9 @@ impl MoqSink {
         };
         session.stopping.store(true, Ordering::SeqCst);
         session.watcher.abort();
+        if let Some(ticker) = session.ticker.take() {
+            ticker.abort();
+        }
         self.status.set(connection::Status::Idle);
         if !session.catalog_finished {
             let _ = session.catalog.finish();
@@ -554,6 +567,7 @@ impl ObjectImpl for MoqSink {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let mut props = connection::properties();
+            props.push(crate::stats::interval_property());
             props.push(
                 glib::ParamSpecUInt::builder("max-group-duration")
                     .nick("Maximum group duration")
@@ -582,8 +596,13 @@ impl ObjectImpl for MoqSink {
         if connection::set_property(&mut settings.connection, value, pspec) {
             return;
         }
-        if pspec.name() == "max-group-duration" {
-            settings.max_group_duration_ms = value.get().unwrap_or(DEFAULT_MAX_GROUP_DURATION_MS);
+        match pspec.name() {
+            "max-group-duration" => {
+                settings.max_group_duration_ms =
+                    value.get().unwrap_or(DEFAULT_MAX_GROUP_DURATION_MS)
+            }
+            "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
+            _ => {}
         }
     }
 
@@ -594,6 +613,7 @@ impl ObjectImpl for MoqSink {
         match pspec.name() {
             "max-group-duration" => self.settings().max_group_duration_ms.to_value(),
             "stats" => self.stats().to_value(),
+            "stats-interval" => self.settings().stats_interval_ms.to_value(),
             "status" => self.status.get().to_value(),
             _ => None::<String>.to_value(),
         }

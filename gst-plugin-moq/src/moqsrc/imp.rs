@@ -41,6 +41,7 @@ const MAX_GROUP_AGE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 struct Settings {
     connection: connection::Settings,
+    stats_interval_ms: u32,
     latency_ms: u32,
 }
 
@@ -48,6 +49,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             connection: connection::Settings::default(),
+            stats_interval_ms: crate::stats::DEFAULT_STATS_INTERVAL_MS,
             latency_ms: DEFAULT_LATENCY_MS,
         }
     }
@@ -91,6 +93,7 @@ impl Timeline {
 
 struct State {
     session: Option<tokio::task::JoinHandle<()>>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
     /// Between start and stop; a rendition that shows up outside gets no pad.
     running: bool,
     pads: Vec<MoqSrcPad>,
@@ -104,6 +107,7 @@ impl Default for State {
     fn default() -> Self {
         Self {
             session: None,
+            ticker: None,
             running: false,
             pads: Vec::new(),
             flow_combiner: gst_base::UniqueFlowCombiner::new(),
@@ -135,7 +139,10 @@ impl MoqSrc {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let target = self.settings().connection.validate()?;
+        let (target, stats_interval_ms) = {
+            let settings = self.settings();
+            (settings.connection.validate()?, settings.stats_interval_ms)
+        };
         gst::info!(
             CAT,
             imp = self,
@@ -152,6 +159,10 @@ impl MoqSrc {
         state.group_id = gst::GroupId::next();
         state.flow_combiner.reset();
         state.running = true;
+        state.ticker = crate::stats::spawn_ticker(
+            self.obj().upcast_ref::<gst::Element>().downgrade(),
+            stats_interval_ms,
+        );
         let scope = log::Scope::new(*CAT, &*self.obj());
         state.session = Some(RUNTIME.spawn(scope.wrap(run_session(
             self.obj().downgrade(),
@@ -166,6 +177,9 @@ impl MoqSrc {
         let (session, pads) = {
             let mut state = self.state();
             state.running = false;
+            if let Some(ticker) = state.ticker.take() {
+                ticker.abort();
+            }
             state.next_video = 0;
             state.next_audio = 0;
             (state.session.take(), std::mem::take(&mut state.pads))
@@ -675,6 +689,7 @@ impl ObjectImpl for MoqSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let mut props = connection::properties();
+            props.push(crate::stats::interval_property());
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
@@ -703,8 +718,10 @@ impl ObjectImpl for MoqSrc {
         if connection::set_property(&mut settings.connection, value, pspec) {
             return;
         }
-        if pspec.name() == "latency" {
-            settings.latency_ms = value.get().unwrap_or(DEFAULT_LATENCY_MS);
+        match pspec.name() {
+            "latency" => settings.latency_ms = value.get().unwrap_or(DEFAULT_LATENCY_MS),
+            "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
+            _ => {}
         }
     }
 
@@ -715,6 +732,7 @@ impl ObjectImpl for MoqSrc {
         }
         match pspec.name() {
             "latency" => settings.latency_ms.to_value(),
+            "stats-interval" => settings.stats_interval_ms.to_value(),
             "status" => self.status.get().to_value(),
             "stats" => gst::Structure::builder("application/x-moqsrc-stats")
                 .field(
