@@ -107,11 +107,12 @@ pub enum SinkFormat {
 
 /// Optional facts from video caps that seed the catalog before the first
 /// keyframe says them.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VideoHints {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub framerate: Option<f64>,
+    pub h264: Option<hang::catalog::H264>,
 }
 
 impl SinkFormat {
@@ -196,6 +197,46 @@ fn positive_int(s: &gst::StructureRef, field: &str) -> Result<Option<u32>, CapsE
     }
 }
 
+/// The H.264 profile and level that `h264parse` writes into caps, as the
+/// catalog's codec (`avc3.PPCCLL`). It lets moqsink announce an in-band H.264
+/// rendition before the first keyframe's SPS says the same, so subscribers
+/// see the track from the first catalog on.
+pub fn h264_codec(caps: &gst::CapsRef) -> Option<hang::catalog::H264> {
+    let s = caps.structure(0)?;
+    if s.name() != "video/x-h264" {
+        return None;
+    }
+    // profile_idc and the constraint_set flags byte of each profile name.
+    let (profile, constraints) = match s.get::<&str>("profile").ok()? {
+        "constrained-baseline" => (66, 0xc0),
+        "baseline" => (66, 0x80),
+        "main" => (77, 0x40),
+        "extended" => (88, 0x00),
+        "constrained-high" => (100, 0x0c),
+        "progressive-high" => (100, 0x08),
+        "high" => (100, 0x00),
+        "high-10" => (110, 0x00),
+        "high-4:2:2" => (122, 0x00),
+        "high-4:4:4" => (244, 0x00),
+        _ => return None,
+    };
+    let level = match s.get::<&str>("level").ok()? {
+        "1b" => 9,
+        level => {
+            let (major, minor) = level.split_once('.').unwrap_or((level, "0"));
+            let major: u8 = major.parse().ok()?;
+            let minor: u8 = minor.parse().ok()?;
+            major.checked_mul(10)?.checked_add(minor)?
+        }
+    };
+    Some(hang::catalog::H264 {
+        inline: true,
+        profile,
+        constraints,
+        level,
+    })
+}
+
 /// The catalog hints that video caps carry.
 pub fn video_hints(caps: &gst::CapsRef) -> VideoHints {
     let Some(s) = caps.structure(0) else {
@@ -210,6 +251,7 @@ pub fn video_hints(caps: &gst::CapsRef) -> VideoHints {
         width: positive_int(s, "width").ok().flatten(),
         height: positive_int(s, "height").ok().flatten(),
         framerate,
+        h264: h264_codec(caps),
     }
 }
 
@@ -565,6 +607,28 @@ mod tests {
     }
 
     #[test]
+    fn h264_codec_from_parser_caps() {
+        init();
+        let codec = h264_codec(&caps(
+            "video/x-h264,profile=constrained-baseline,level=(string)3.1",
+        ))
+        .unwrap();
+        assert_eq!(
+            (codec.profile, codec.constraints, codec.level),
+            (66, 0xc0, 31)
+        );
+        assert_eq!(
+            hang::catalog::VideoCodec::H264(codec).to_string(),
+            "avc3.42c01f"
+        );
+        let codec = h264_codec(&caps("video/x-h264,profile=high,level=(string)4")).unwrap();
+        assert_eq!((codec.profile, codec.level), (100, 40));
+        assert!(h264_codec(&caps("video/x-h264,profile=high")).is_none());
+        assert!(h264_codec(&caps("video/x-h264,profile=unknown,level=(string)3")).is_none());
+        assert!(h264_codec(&caps("video/x-vp8")).is_none());
+    }
+
+    #[test]
     fn hints_from_video_caps() {
         init();
         let h = video_hints(&caps("video/x-vp8,width=1280,height=720,framerate=30/1"));
@@ -573,7 +637,8 @@ mod tests {
             VideoHints {
                 width: Some(1280),
                 height: Some(720),
-                framerate: Some(30.0)
+                framerate: Some(30.0),
+                h264: None,
             }
         );
     }

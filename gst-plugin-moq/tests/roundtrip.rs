@@ -160,6 +160,13 @@ fn roundtrip(name: &str, video: Option<&str>, audio: Option<&str>) -> HashMap<St
     let broadcast = unique_broadcast(name);
     let tracks: Tracks = Arc::default();
     let sub = subscriber(&broadcast, tracks.clone());
+    // How many pads moqsrc had made when it said no-more-pads.
+    let pads_at_no_more_pads: Arc<Mutex<Option<u32>>> = Arc::default();
+    let seen = pads_at_no_more_pads.clone();
+    let src = sub.iterate_sources().into_iter().flatten().next().unwrap();
+    src.connect_no_more_pads(move |src| {
+        *seen.lock().unwrap() = Some(src.num_src_pads() as u32);
+    });
     sub.set_state(gst::State::Playing).unwrap();
 
     let mut description = sink_props(&broadcast);
@@ -213,12 +220,11 @@ fn roundtrip(name: &str, video: Option<&str>, audio: Option<&str>) -> HashMap<St
             "{kind}: timestamps at moqsrc go backwards"
         );
     }
-    assert_eq!(
-        tracks.len(),
-        video.is_some() as usize + audio.is_some() as usize,
-        "tracks: {:?}",
-        tracks.keys()
-    );
+    let expected = video.is_some() as u32 + audio.is_some() as u32;
+    assert_eq!(tracks.len() as u32, expected, "tracks: {:?}", tracks.keys());
+    // The broadcast is announced with every rendition in its catalog, so
+    // no-more-pads comes after all pads.
+    assert_eq!(*pads_at_no_more_pads.lock().unwrap(), Some(expected));
     tracks
 }
 

@@ -26,6 +26,10 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// A group older than this asks upstream for a keyframe.
 const DEFAULT_MAX_GROUP_DURATION_MS: u32 = 2000;
+/// The broadcast is announced once every pad's rendition is in the catalog, so
+/// a subscriber's first catalog lists them all; a pad that stays without caps
+/// holds the announcement back this long at most.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -54,6 +58,7 @@ struct Session {
     connection: moq_tokio::Connection,
     watcher: tokio::task::JoinHandle<()>,
     ticker: Option<tokio::task::JoinHandle<()>>,
+    announce_timer: tokio::task::JoinHandle<()>,
     /// Set before the session is torn down on purpose, so the watcher does not
     /// report the end of the connection as a failure.
     stopping: Arc<AtomicBool>,
@@ -70,6 +75,8 @@ pub struct MoqSink {
     next_index: Mutex<u32>,
     /// Where the MoQ libraries' lines logged for this element go.
     log: OnceLock<log::Scope>,
+    /// The broadcast of the current session is announced (see `maybe_announce`).
+    announced: AtomicBool,
 }
 
 impl MoqSink {
@@ -102,8 +109,9 @@ impl MoqSink {
         };
         let _guard = RUNTIME.enter();
         let origin = moq_tokio::origin::spawn();
+        // Created unannounced: see `maybe_announce`.
         let mut broadcast = origin
-            .publish(target.broadcast.as_str(), moq_net::origin::Route::default())
+            .create_broadcast(target.broadcast.as_str())
             .map_err(|err| {
                 gst::error_msg!(
                     gst::ResourceError::Settings,
@@ -139,6 +147,16 @@ impl MoqSink {
                 }
             }
         }));
+        self.announced.store(false, Ordering::SeqCst);
+        let announce_timer = RUNTIME.spawn({
+            let element = self.obj().downgrade();
+            async move {
+                tokio::time::sleep(ANNOUNCE_WAIT).await;
+                if let Some(obj) = element.upgrade() {
+                    obj.imp().maybe_announce(true);
+                }
+            }
+        });
         gst::info!(
             CAT,
             imp = self,
@@ -153,6 +171,7 @@ impl MoqSink {
             catalog,
             connection,
             watcher,
+            announce_timer,
             ticker: crate::stats::spawn_ticker(
                 self.obj().upcast_ref::<gst::Element>().downgrade(),
                 stats_interval_ms,
@@ -177,6 +196,7 @@ impl MoqSink {
         };
         session.stopping.store(true, Ordering::SeqCst);
         session.watcher.abort();
+        session.announce_timer.abort();
         if let Some(ticker) = session.ticker.take() {
             ticker.abort();
         }
@@ -197,6 +217,52 @@ impl MoqSink {
             "stopped publishing '{}'",
             session.target.broadcast
         );
+    }
+
+    /// Announce the broadcast once every pad publishes a rendition that the
+    /// catalog lists (or, with `force`, whatever it lists by then), so the
+    /// first catalog a subscriber reads is complete and its `no-more-pads`
+    /// comes after all pads. Lock order: session, then one pad at a time.
+    fn maybe_announce(&self, force: bool) {
+        if self.announced.load(Ordering::SeqCst) {
+            return;
+        }
+        let session = self.session();
+        let Some(session) = session.as_ref() else {
+            return;
+        };
+        if !force {
+            let pads = self.sink_pads();
+            if pads.is_empty() || pads.iter().any(|p| p.imp().state().publisher.is_none()) {
+                return;
+            }
+            let catalog = session.catalog.snapshot();
+            if catalog.video.renditions.len() + catalog.audio.renditions.len() < pads.len() {
+                return;
+            }
+        }
+        match session
+            .broadcast
+            .announce(moq_net::origin::Route::default())
+        {
+            Ok(()) => {
+                self.announced.store(true, Ordering::SeqCst);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "announced broadcast '{}'",
+                    session.target.broadcast
+                );
+            }
+            Err(err) => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "cannot announce '{}': {err}",
+                    session.target.broadcast
+                );
+            }
+        }
     }
 
     /// The name for a pad's track: its `track-name`, or its order and codec.
@@ -314,7 +380,13 @@ impl MoqSink {
         use gst::EventView;
         gst::log!(CAT, obj = pad, "event {event:?}");
         match event.view() {
-            EventView::Caps(c) => self.handle_caps(pad, c.caps()),
+            EventView::Caps(c) => {
+                let accepted = self.handle_caps(pad, c.caps());
+                if accepted {
+                    self.maybe_announce(false);
+                }
+                accepted
+            }
             EventView::Segment(s) => match s.segment().downcast_ref::<gst::ClockTime>() {
                 Some(segment) => {
                     pad.imp().state().segment = Some(segment.clone());
@@ -393,6 +465,11 @@ impl MoqSink {
         };
         let mut request_keyframe = false;
         let result = self.write(pad, buffer, max_group, &mut request_keyframe);
+        // Renditions whose codec only the first keyframe tells (VP9, AV1,
+        // H.265) enter the catalog here.
+        if !self.announced.load(Ordering::Relaxed) {
+            self.maybe_announce(false);
+        }
         // Upstream events go out with no lock held.
         if request_keyframe {
             gst::debug!(CAT, obj = pad, "requesting a keyframe upstream");

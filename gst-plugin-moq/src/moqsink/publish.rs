@@ -75,7 +75,13 @@ impl Publisher {
         let track = request.accept(reserved.track_info(priority));
         let importer = match format {
             SinkFormat::H264 { codec_data } => {
-                let mut import = codec::h264::Import::new(track, reserved, video_hint(hints))?;
+                let mut hint = video_hint(hints);
+                if codec_data.is_none() {
+                    // In-band parameter sets: announce the rendition now, from the
+                    // parser's profile and level; the first SPS refines it.
+                    hint.codec = hints.h264.clone().map(hang::catalog::VideoCodec::H264);
+                }
+                let mut import = codec::h264::Import::new(track, reserved, hint)?;
                 if let Some(avcc) = codec_data {
                     import.initialize(avcc)?;
                 }
