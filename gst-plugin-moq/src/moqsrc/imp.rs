@@ -35,6 +35,8 @@ pub static TIMESTAMP_CAPS: LazyLock<gst::Caps> =
 /// Frames in flight between a track reader and its pad's streaming thread.
 /// Small: a reader that gets ahead waits instead of queueing stale media.
 const CHANNEL_FRAMES: usize = 32;
+/// How long a failed broadcast waits for the connection to say it failed too.
+const CONNECTION_VERDICT: Duration = Duration::from_millis(500);
 /// How far a group may fall behind the newest before the reader skips it.
 const MAX_GROUP_AGE: Duration = Duration::from_millis(500);
 
@@ -420,12 +422,17 @@ async fn run_session(
         err = connection::monitor(connection.clone(), status_cell, element.clone(), *CAT, target.clone()) => {
             Err(connection::failure_message(&target, &err, false))
         }
-        followed = follow(&element, &consumer, &target, &scope) => followed.map_err(|msg| {
-            match connection.poll_closed(&moq_net::kio::Waiter::noop()) {
-                std::task::Poll::Ready(Err(err)) => connection::failure_message(&target, &err, false),
-                _ => msg,
-            }
-        }),
+        followed = follow(&element, &consumer, &target, &scope) => followed,
+    };
+    // A connection that gives up closes the origin a moment before it reports
+    // why, so the broadcast can fail first: the connection's reason, if it
+    // comes, is the one to report.
+    let result = match result {
+        Err(msg) => match tokio::time::timeout(CONNECTION_VERDICT, connection.closed()).await {
+            Ok(Err(err)) => Err(connection::failure_message(&target, &err, false)),
+            _ => Err(msg),
+        },
+        ok => ok,
     };
     match result {
         // The broadcast ended: so does the connection.
