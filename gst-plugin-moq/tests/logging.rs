@@ -37,7 +37,8 @@ fn library_lines_reach_the_element_category() {
     let broadcast = unique_broadcast("log");
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc is-live=true num-buffers=15 ! video/x-raw,format=I420,width=160,height=120 \
-         ! x264enc tune=zerolatency ! h264parse ! moqsink url={} broadcast={broadcast} tls-disable-verify=true",
+         ! x264enc tune=zerolatency ! h264parse ! moqsink name=sink url={} broadcast={broadcast} tls-disable-verify=true \
+         audiotestsrc is-live=true num-buffers=25 ! audioconvert ! opusenc ! sink.audio_0",
         RELAY.url()
     ))
     .unwrap()
@@ -48,7 +49,7 @@ fn library_lines_reach_the_element_category() {
     pipeline.set_state(gst::State::Null).unwrap();
     ended.unwrap();
 
-    let lines = lines.lock().unwrap();
+    let lines = lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let from_library: Vec<&String> = lines
         .iter()
         .filter(|(cat, text)| cat == "moqsink" && text.starts_with("[moq_"))

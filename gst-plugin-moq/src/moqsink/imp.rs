@@ -767,7 +767,7 @@ impl ElementImpl for MoqSink {
                 MoqSink::catch_panic_pad_function(
                     parent,
                     || false,
-                    |sink| sink.sink_event(pad, event),
+                    |sink| sink.log().enter(|| sink.sink_event(pad, event)),
                 )
             })
             .query_function(|pad, parent, query| {
