@@ -30,6 +30,8 @@ const DEFAULT_MAX_GROUP_DURATION_MS: u32 = 2000;
 /// a subscriber's first catalog lists them all; a pad that stays without caps
 /// holds the announcement back this long at most.
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
+/// How long stopping waits for the relay to take the data still queued.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -194,6 +196,7 @@ impl MoqSink {
         let Some(mut session) = self.session().take() else {
             return;
         };
+        let target = session.target.clone();
         session.stopping.store(true, Ordering::SeqCst);
         session.watcher.abort();
         session.announce_timer.abort();
@@ -204,19 +207,35 @@ impl MoqSink {
         if !session.catalog_finished {
             let _ = session.catalog.finish();
         }
-        session.broadcast.close();
-        // Let the finished tracks drain to the relay in the background; close()
-        // bounds that by itself (about a second). Nothing here waits for it.
-        let connection = session.connection;
+        // Deliver what the tracks still hold before the broadcast goes away: a
+        // subscriber reading behind the live edge (or the relay forwarding to
+        // one) gets the end of the stream. Bounded: close() gives up after
+        // about a second, and this waits a little longer at most.
+        let Session {
+            connection,
+            broadcast,
+            catalog,
+            _origin: origin,
+            ..
+        } = session;
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
         RUNTIME.spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), connection.close()).await;
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection.close()).await;
+            broadcast.close();
+            drop((catalog, origin));
+            let _ = done_tx.send(());
         });
-        gst::info!(
-            CAT,
-            imp = self,
-            "stopped publishing '{}'",
-            session.target.broadcast
-        );
+        if done_rx
+            .recv_timeout(DRAIN_TIMEOUT + Duration::from_millis(200))
+            .is_err()
+        {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "the relay did not take the last data in time"
+            );
+        }
+        gst::info!(CAT, imp = self, "stopped publishing '{}'", target.broadcast);
     }
 
     /// Announce the broadcast once every pad publishes a rendition that the
