@@ -570,6 +570,7 @@ impl MoqSink {
             return Ok(gst::FlowSuccess::Ok);
         };
         let size = buffer.size() as u64;
+        let duration = buffer.duration();
         let payload = match buffer.into_mapped_buffer_readable() {
             // Shares the GStreamer memory: the buffer lives as long as MoQ needs the bytes.
             Ok(mapped) => Bytes::from_owner(mapped),
@@ -588,6 +589,7 @@ impl MoqSink {
         match publisher.write(payload, timestamp, keyframe) {
             Ok(()) => {
                 state.need_keyframe = false;
+                state.last_end = duration.map(|d| running_time + d);
                 state.frames += 1;
                 state.bytes += size;
                 if keyframe {

@@ -38,6 +38,9 @@ pub struct PadState {
     pub group_start: Option<gst::ClockTime>,
     /// Running time of the last keyframe request, to send at most one per group.
     pub keyframe_requested: Option<gst::ClockTime>,
+    /// Where the last published frame ends (running time plus duration), to
+    /// close the last group at EOS.
+    pub last_end: Option<gst::ClockTime>,
     pub frames: u64,
     pub bytes: u64,
     pub groups: u64,

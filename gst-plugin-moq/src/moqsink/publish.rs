@@ -190,6 +190,20 @@ impl Publisher {
         Ok(())
     }
 
+    /// Close the open group at `end` (where its last frame stops), so readers
+    /// that bound every frame, like the fMP4 exporters, can use the last one.
+    pub fn cut(&mut self, end: moq_net::Timestamp) -> Result<(), moq_mux::Error> {
+        match &mut self.importer {
+            Importer::H264(import) => import.cut(Some(end)),
+            Importer::H265(import) => import.cut(Some(end)),
+            Importer::Av1(import) => import.cut(Some(end)),
+            Importer::Vp8(import) => import.cut(Some(end)),
+            Importer::Vp9(import) => import.cut(Some(end)),
+            // Every audio packet is a group of its own, closed as it is written.
+            Importer::Opus(_) | Importer::Aac(_) => Ok(()),
+        }
+    }
+
     /// End the track cleanly: subscribers read to its end and see it finish.
     pub fn finish(&mut self) -> Result<(), moq_mux::Error> {
         match &mut self.importer {
