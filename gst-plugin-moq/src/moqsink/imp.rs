@@ -186,9 +186,11 @@ impl MoqSink {
     }
 
     fn stop(&self) {
+        let mut retired = Vec::new();
         for pad in self.sink_pads() {
             let mut state = pad.imp().state();
             state.finish(&pad);
+            retired.append(&mut state.retired);
             state.format = None;
             state.segment = None;
             state.eos = false;
@@ -222,7 +224,7 @@ impl MoqSink {
         RUNTIME.spawn(async move {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection.close()).await;
             broadcast.close();
-            drop((catalog, origin));
+            drop((retired, catalog, origin));
             let _ = done_tx.send(());
         });
         if done_rx
@@ -361,8 +363,10 @@ impl MoqSink {
             return true;
         }
         if state.publisher.is_some() {
-            // Another codec or framing: end the old track, start a new one.
+            // Another codec or framing: end the old track, start a new one, and
+            // take the old rendition out of the catalog.
             state.finish(pad);
+            state.retired.pop();
             state.generation += 1;
         }
         let name = Self::track_name(pad, state.index, state.generation, &format);

@@ -29,6 +29,10 @@ pub struct PadState {
     pub segment: Option<gst::FormattedSegment<gst::ClockTime>>,
     pub format: Option<SinkFormat>,
     pub publisher: Option<Publisher>,
+    /// Finished tracks, kept until the element stops: dropping an importer
+    /// takes its rendition out of the catalog, and a subscriber still reading
+    /// the end of the track (the moq CLI's fMP4 export) would drop that end.
+    pub retired: Vec<Publisher>,
     pub eos: bool,
     /// Publishing failed; the error is on the bus and buffers are refused.
     pub failed: bool,
