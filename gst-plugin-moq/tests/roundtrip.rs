@@ -136,6 +136,30 @@ fn publisher(description: &str, tracks: &Tracks) -> gst::Pipeline {
     pipeline
 }
 
+/// Wait until `done` holds for what the subscriber received, failing on a
+/// subscriber ERROR or after 20 s.
+fn wait_for(
+    sub: &gst::Pipeline,
+    tracks: &Tracks,
+    what: &str,
+    done: impl Fn(&HashMap<String, Track>) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let bus = sub.bus().unwrap();
+    while !done(&tracks.lock().unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Error],
+        ) {
+            panic!("subscriber error: {msg:?}");
+        }
+    }
+}
+
 /// The nick of an element's `status` property.
 fn status(element: &gst::Element) -> String {
     let value = element.property_value("status");
@@ -324,25 +348,9 @@ fn late_joiner_starts_on_a_keyframe() {
     );
     let sub = subscriber(&broadcast, tracks.clone());
     sub.set_state(gst::State::Playing).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tracks
-        .lock()
-        .unwrap()
-        .get("video")
-        .is_none_or(|t| t.received.len() < 10)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no video reached the late joiner"
-        );
-        let sub_bus = sub.bus().unwrap();
-        if let Some(msg) = sub_bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(100),
-            &[gst::MessageType::Error],
-        ) {
-            panic!("subscriber error: {msg:?}");
-        }
-    }
+    wait_for(&sub, &tracks, "video at the late joiner", |t| {
+        t.get("video").is_some_and(|t| t.received.len() >= 10)
+    });
     publ.set_state(gst::State::Null).unwrap();
     sub.set_state(gst::State::Null).unwrap();
     let t = tracks.lock().unwrap();
@@ -407,25 +415,9 @@ fn caps_change_updates_the_catalog() {
     );
     publ.set_state(gst::State::Playing).unwrap();
     let wait_decoded = |n: u64| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while tracks
-            .lock()
-            .unwrap()
-            .get("video")
-            .is_none_or(|t| t.decoded < n)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "stuck below {n} decoded frames"
-            );
-            let bus = sub.bus().unwrap();
-            if let Some(msg) = bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(50),
-                &[gst::MessageType::Error],
-            ) {
-                panic!("subscriber error: {msg:?}");
-            }
-        }
+        wait_for(&sub, &tracks, "decoded video", |t| {
+            t.get("video").is_some_and(|t| t.decoded >= n)
+        })
     };
     wait_decoded(20);
     let before = tracks.lock().unwrap()["video"].decoded;
@@ -476,22 +468,9 @@ fn ietf_moq_transport() {
     );
     publ.set_state(gst::State::Playing).unwrap();
     // Read the negotiated versions while both sessions are live.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tracks
-        .lock()
-        .unwrap()
-        .get("video")
-        .is_none_or(|t| t.received.len() < 5)
-    {
-        assert!(std::time::Instant::now() < deadline, "no video arrived");
-        let bus = sub.bus().unwrap();
-        if let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(50),
-            &[gst::MessageType::Error],
-        ) {
-            panic!("subscriber error: {msg:?}");
-        }
-    }
+    wait_for(&sub, &tracks, "video", |t| {
+        t.get("video").is_some_and(|t| t.received.len() >= 5)
+    });
     let version = |e: &gst::Element| {
         e.property::<gst::Structure>("stats")
             .get::<String>("version")
