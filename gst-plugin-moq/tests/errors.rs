@@ -164,3 +164,104 @@ fn unsupported_caps_are_named() {
         "{err}"
     );
 }
+
+/// Publish a broadcast whose catalog track holds `catalog` as is, with the MoQ
+/// library directly; returns what keeps it alive.
+fn publish_raw_catalog(broadcast: &str, catalog: &'static str) -> impl Drop {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = runtime.enter();
+    let origin = moq_tokio::origin::spawn();
+    let producer = origin
+        .publish(broadcast, moq_net::origin::Route::default())
+        .unwrap();
+    let mut track = producer.create_track("catalog.json", None).unwrap();
+    track
+        .write_frame(
+            moq_net::Timestamp::from_micros(0).unwrap(),
+            catalog.as_bytes(),
+        )
+        .unwrap();
+    let mut config = moq_tokio::connect::Config::default();
+    config.tls.insecure = Some(true);
+    let client = config
+        .init(moq_tokio::quic::Config::default())
+        .unwrap()
+        .with_publisher(origin.consume());
+    let connection = client.connect(RELAY.url().parse::<url::Url>().unwrap());
+    drop(guard);
+    struct Live(Vec<Box<dyn std::any::Any>>);
+    impl Drop for Live {
+        fn drop(&mut self) {
+            // The runtime goes last, after what runs on it.
+            let runtime = self.0.remove(0);
+            self.0.clear();
+            drop(runtime);
+        }
+    }
+    Live(vec![
+        Box::new(runtime),
+        Box::new(connection),
+        Box::new(track),
+        Box::new(producer),
+        Box::new(origin),
+    ])
+}
+
+/// A publisher whose catalog is not JSON: moqsrc says so on the bus, no panic,
+/// no hang.
+#[test]
+fn garbage_catalog_is_an_error() {
+    init();
+    let broadcast = unique_broadcast("garbage");
+    let _live = publish_raw_catalog(&broadcast, "{ this is not a catalog");
+    let p = pipeline(&format!(
+        "moqsrc url={} broadcast={broadcast} tls-disable-verify=true ! fakesink",
+        RELAY.url()
+    ));
+    expect_error(&p, Duration::from_secs(10), &["catalog", &broadcast]);
+}
+
+/// A rendition with a codec moqsrc cannot carry is a WARNING naming it; the
+/// element keeps running.
+#[test]
+fn unknown_codec_is_a_warning() {
+    init();
+    let broadcast = unique_broadcast("theora");
+    let _live = publish_raw_catalog(
+        &broadcast,
+        r#"{"video":{"renditions":{"0.theora":{"codec":"theora","container":{"kind":"legacy"}}}}}"#,
+    );
+    let p = pipeline(&format!(
+        "moqsrc url={} broadcast={broadcast} tls-disable-verify=true ! fakesink",
+        RELAY.url()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Warning, gst::MessageType::Error],
+        )
+        .expect("a warning");
+    let text = match msg.view() {
+        gst::MessageView::Warning(w) => w.error().to_string(),
+        other => panic!("expected a warning, got {other:?}"),
+    };
+    assert!(
+        text.contains("0.theora") && text.contains("theora"),
+        "{text}"
+    );
+    // Skipping is not failing: no error follows.
+    assert!(
+        bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(500),
+            &[gst::MessageType::Error]
+        )
+        .is_none()
+    );
+    p.set_state(gst::State::Null).unwrap();
+}
