@@ -14,6 +14,8 @@
 //!
 //! Run: `cargo run --release -p gst-plugin-moq --example latency [-- FRAMES]`
 
+// Shared with the tests, which use more of it.
+#[allow(dead_code)]
 #[path = "../tests/common/relay.rs"]
 mod relay;
 

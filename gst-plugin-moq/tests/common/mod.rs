@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-mod relay;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -59,3 +59,91 @@ pub fn spawn() -> Result<(SocketAddr, String), String> {
     rx.recv_timeout(Duration::from_secs(30))
         .map_err(|_| "the relay did not start".to_string())?
 }
+
+/// A relay that can be stopped and started again on the same address with the
+/// same certificate, for restart tests.
+pub struct Restartable {
+    pub addr: SocketAddr,
+    identity: moq_tokio::tls::Identity,
+    running: Option<(moq_relay::shutdown::Trigger, std::thread::JoinHandle<()>)>,
+}
+
+impl Restartable {
+    /// Start on 127.0.0.1 with a free port.
+    pub fn start() -> Result<Self, String> {
+        let identity =
+            moq_tokio::tls::Identity::generate(["localhost"]).map_err(|e| e.to_string())?;
+        let mut relay = Self {
+            addr: "127.0.0.1:0".parse().expect("valid address"),
+            identity,
+            running: None,
+        };
+        relay.resume()?;
+        Ok(relay)
+    }
+
+    /// Start again on the same address (after `stop`).
+    pub fn resume(&mut self) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let bind = self.addr;
+        let identity = self.identity.clone();
+        let thread = std::thread::Builder::new()
+            .name("restartable-relay".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                else {
+                    let _ = tx.send(Err("no runtime".to_string()));
+                    return;
+                };
+                runtime.block_on(async move {
+                    let mut config = moq_relay::Config::default();
+                    config.drain_timeout = Duration::ZERO;
+                    config.listen.bind = Some(moq_tokio::listen::Bind::Addr(bind));
+                    config.listen.tls.identity = Some(identity);
+                    config.connect.bind = Some("127.0.0.1:0".parse().expect("valid address"));
+                    config.auth.public = vec!["anon/**".parse().expect("valid pattern")];
+                    let relay = match moq_relay::Relay::load(config).await {
+                        Ok(relay) => relay.with_signals(false),
+                        Err(err) => {
+                            let _ = tx.send(Err(err.to_string()));
+                            return;
+                        }
+                    };
+                    let started = relay
+                        .quic_addr()
+                        .map(|addr| (addr, relay.shutdown_trigger().clone()))
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(started);
+                    let _ = relay.run().await;
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        let (addr, trigger) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| "the relay did not start".to_string())??;
+        self.addr = addr;
+        self.running = Some((trigger, thread));
+        Ok(())
+    }
+
+    /// Shut the relay down and wait until its port is free.
+    pub fn stop(&mut self) {
+        if let Some((trigger, thread)) = self.running.take() {
+            trigger.start();
+            let _ = thread.join();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}/anon", self.addr)
+    }
+}
+
+impl Drop for Restartable {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
