@@ -117,17 +117,9 @@ fn publish(url: &str, frames: u64) {
         gst::PadProbeReturn::Ok
     });
     pipeline.set_state(gst::State::Playing).expect("publishing");
-    // Give the subscriber time to find the broadcast before frames flow.
-    std::thread::sleep(Duration::from_millis(1500));
-    let cpu_start = process_cpu();
-    let start = Instant::now();
     let clock = pipeline.clock().expect("a clock");
     let base = pipeline.base_time().expect("a base time");
-    for (i, buffer) in buffers.into_iter().enumerate() {
-        let due = start + Duration::from_nanos(i as u64 * 1_000_000_000 / FPS);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
+    let push = |buffer: gst::Buffer| {
         let mut buffer = buffer;
         {
             let b = buffer.make_mut();
@@ -135,7 +127,26 @@ fn publish(url: &str, frames: u64) {
             b.set_pts(now);
             b.set_dts(now);
         }
-        if src.push_buffer(buffer).is_err() {
+        src.push_buffer(buffer).is_ok()
+    };
+    // The first frame carries the caps, which announce the broadcast; the rest
+    // waits until the parent says the subscriber has its pad, so frames are
+    // not measured while the subscriber is still finding the broadcast.
+    let mut buffers = buffers.into_iter();
+    if let Some(first) = buffers.next() {
+        push(first);
+    }
+    let mut go = String::new();
+    let _ = std::io::stdin().read_line(&mut go);
+    let cpu_start = process_cpu();
+    let start = Instant::now();
+    for (i, buffer) in buffers.enumerate() {
+        // Real-time pacing of a live source, not a wait for an event.
+        let due = start + Duration::from_nanos(i as u64 * 1_000_000_000 / FPS);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        if !push(buffer) {
             break;
         }
     }
@@ -149,6 +160,8 @@ fn publish(url: &str, frames: u64) {
     pipeline.set_state(gst::State::Null).expect("stopped");
     let entries = entries.lock().unwrap();
     let mut out = std::io::stdout().lock();
+    // The first frame waited for the subscriber: leave it out.
+    let entries = &entries[entries.len().min(1)..];
     for (ts, wall) in entries.iter() {
         let _ = writeln!(out, "{ts} {wall}");
     }
@@ -172,10 +185,16 @@ fn subscribe(url: &str) {
     let cpu_start = std::sync::Arc::new(std::sync::OnceLock::new());
     let first_frame_cpu = cpu_start.clone();
     let weak = pipeline.downgrade();
+    let announced = std::sync::Once::new();
     src.connect_pad_added(move |_, pad| {
         let Some(pipeline) = weak.upgrade() else {
             return;
         };
+        // Tell the parent the broadcast was found: the publisher goes on.
+        announced.call_once(|| {
+            println!("pad");
+            let _ = std::io::stdout().flush();
+        });
         let exits = pad_exits.clone();
         let cpu_start = cpu_start.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -272,11 +291,19 @@ fn main() {
     let mut sub_out = std::io::BufReader::new(subscriber.stdout.take().expect("stdout"));
     let mut ready = String::new();
     sub_out.read_line(&mut ready).expect("subscriber ready");
-    let publisher = Command::new(&exe)
+    let mut publisher = Command::new(&exe)
         .args(["publish", &url, &frames.to_string()])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("publisher process");
+    let mut pad = String::new();
+    sub_out
+        .read_line(&mut pad)
+        .expect("subscriber found the broadcast");
+    let mut go = publisher.stdin.take().expect("publisher stdin");
+    writeln!(go, "go").expect("publisher goes on");
+    drop(go);
     let pub_output = publisher.wait_with_output().expect("publisher output");
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut sub_out, &mut rest).expect("subscriber output");

@@ -136,6 +136,17 @@ fn publisher(description: &str, tracks: &Tracks) -> gst::Pipeline {
     pipeline
 }
 
+/// Wait for the publisher and then the subscriber to reach EOS (each within
+/// `timeout`), stop both, and fail if either did not.
+fn finish(publ: &gst::Pipeline, sub: &gst::Pipeline, timeout: Duration) {
+    let published = wait_eos(publ, timeout);
+    let played = wait_eos(sub, timeout);
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+    published.expect("publisher reaches EOS");
+    played.expect("subscriber reaches EOS");
+}
+
 /// Wait until `done` holds for what the subscriber received, failing on a
 /// subscriber ERROR or after 20 s.
 fn wait_for(
@@ -385,12 +396,7 @@ fn verified_tls_and_implicit_pad() {
         &tracks,
     );
     publ.set_state(gst::State::Playing).unwrap();
-    let published = wait_eos(&publ, Duration::from_secs(30));
-    let played = wait_eos(&sub, Duration::from_secs(30));
-    publ.set_state(gst::State::Null).unwrap();
-    sub.set_state(gst::State::Null).unwrap();
-    published.unwrap();
-    played.unwrap();
+    finish(&publ, &sub, Duration::from_secs(30));
     let t = tracks.lock().unwrap();
     assert_eq!(t["video"].sent, 30);
     assert!(t["video"].decoded >= 27, "{:?}", t["video"]);
@@ -432,12 +438,7 @@ fn caps_change_updates_the_catalog() {
     );
     wait_decoded(before + 30);
     publ.send_event(gst::event::Eos::new());
-    let published = wait_eos(&publ, Duration::from_secs(20));
-    let played = wait_eos(&sub, Duration::from_secs(20));
-    publ.set_state(gst::State::Null).unwrap();
-    sub.set_state(gst::State::Null).unwrap();
-    published.unwrap();
-    played.unwrap();
+    finish(&publ, &sub, Duration::from_secs(20));
     let t = tracks.lock().unwrap();
     let widths = &t["video"].widths;
     assert_eq!(widths.first(), Some(&320), "{widths:?}");
@@ -478,12 +479,7 @@ fn ietf_moq_transport() {
     };
     let sink_version = version(&publ.by_name("sink").unwrap());
     let src_version = version(&sub.iterate_sources().into_iter().flatten().next().unwrap());
-    let published = wait_eos(&publ, Duration::from_secs(30));
-    let played = wait_eos(&sub, Duration::from_secs(30));
-    publ.set_state(gst::State::Null).unwrap();
-    sub.set_state(gst::State::Null).unwrap();
-    published.unwrap();
-    played.unwrap();
+    finish(&publ, &sub, Duration::from_secs(30));
     for version in [&sink_version, &src_version] {
         assert!(
             version
@@ -537,12 +533,7 @@ fn stats_messages() {
     let src_stats = frames_seen(&sub, "application/x-moqsrc-stats");
     sub.set_state(gst::State::Playing).unwrap();
     publ.set_state(gst::State::Playing).unwrap();
-    let published = wait_eos(&publ, Duration::from_secs(30));
-    let played = wait_eos(&sub, Duration::from_secs(30));
-    publ.set_state(gst::State::Null).unwrap();
-    sub.set_state(gst::State::Null).unwrap();
-    published.unwrap();
-    played.unwrap();
+    finish(&publ, &sub, Duration::from_secs(30));
     for (side, seen) in [("sink", sink_stats), ("src", src_stats)] {
         let seen = seen.lock().unwrap();
         assert!(
