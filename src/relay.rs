@@ -18,10 +18,15 @@ pub struct EmbeddedRelay {
 impl EmbeddedRelay {
     /// Start a relay on `bind` (port 0 picks a free one) with a freshly
     /// generated self-signed certificate. Everything under `anon/` is public.
-    /// With a fixed port, plain HTTP on the same port serves
-    /// `/certificate.sha256`, so `http://HOST:PORT/anon` URLs pin the
-    /// certificate (what the MoQ browser tools do).
+    /// Plain HTTP on the same port serves `/certificate.sha256`, so
+    /// `http://HOST:PORT/anon` URLs pin the certificate (what the MoQ
+    /// browser tools do); port 0 picks a port free for both.
     pub fn start(bind: SocketAddr) -> anyhow::Result<Self> {
+        let bind = if bind.port() == 0 {
+            SocketAddr::new(bind.ip(), free_port(bind)?)
+        } else {
+            bind
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("embedded-relay".into())
@@ -44,9 +49,7 @@ impl EmbeddedRelay {
                     config.listen.bind = Some(moq_tokio::listen::Bind::Addr(bind));
                     config.listen.tls.generate = vec!["localhost".into()];
                     config.connect.bind = Some(SocketAddr::new(bind.ip(), 0));
-                    if bind.port() != 0 {
-                        config.web.http.listen = Some(bind);
-                    }
+                    config.web.http.listen = Some(bind);
                     config.auth.public = vec!["anon/**".parse().expect("valid pattern")];
                     let relay = match moq_relay::Relay::load(config).await {
                         Ok(relay) => relay.with_signals(false),
@@ -80,11 +83,24 @@ impl EmbeddedRelay {
         self.addr
     }
 
-    /// The URL for moqsink/moqsrc (with `tls-disable-verify=true`: the
-    /// certificate is self-signed).
+    /// The URL for moqsink/moqsrc: `http://` makes them fetch the
+    /// self-signed certificate's hash from the relay and pin it.
     pub fn url(&self) -> String {
-        format!("https://{}/anon", self.addr)
+        format!("http://{}/anon", self.addr)
     }
+}
+
+/// A port on `bind`'s address that is free for UDP (QUIC) and TCP (the
+/// certificate's HTTP endpoint) alike.
+fn free_port(bind: SocketAddr) -> anyhow::Result<u16> {
+    for _ in 0..20 {
+        let udp = std::net::UdpSocket::bind(bind).context("cannot bind a UDP port")?;
+        let port = udp.local_addr()?.port();
+        if std::net::TcpListener::bind(SocketAddr::new(bind.ip(), port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no port on {} is free for both UDP and TCP", bind.ip())
 }
 
 impl Drop for EmbeddedRelay {

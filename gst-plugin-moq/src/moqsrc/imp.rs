@@ -803,11 +803,13 @@ impl ElementImpl for MoqSrc {
             self.post_error_message(err);
             return Err(gst::StateChangeError);
         }
-        let result = self.parent_change_state(transition);
         if transition == gst::StateChange::PausedToReady {
+            // Before the parent deactivates the pads: deactivating joins the
+            // pad tasks, which wait for frames until the session (holding the
+            // senders) is gone; a publisher gone quiet would block it forever.
             self.stop();
         }
-        let result = result?;
+        let result = self.parent_change_state(transition)?;
         // A live source: nothing to preroll.
         if matches!(
             transition,

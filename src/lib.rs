@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! The parts of `moq-gateway`: the gateway presets, a gst-launch-like
+//! runner, the WHIP/WHEP serve mode and an embedded MoQ relay. The binary is
+//! a thin command line over these; the tests use them directly.
+
+use anyhow::Context;
+
+pub mod demo;
+pub mod launch;
+pub mod presets;
+pub mod relay;
+
+/// Initializes GStreamer and registers the plugins built into the
+/// gateway: `moq` and gst-plugins-rs's `rswebrtc`.
+pub fn init() -> anyhow::Result<()> {
+    gst::init().context("cannot initialize GStreamer")?;
+    gstmoq::plugin_register_static().context("cannot register the moq plugin")?;
+    gstrswebrtc::plugin_register_static().context("cannot register the rswebrtc plugin")?;
+    Ok(())
+}

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! The four WebRTC <-> MoQ gateways as plain pipeline descriptions.
+//!
+//! Each preset is a string that `gst-launch-1.0` runs unchanged when the
+//! `moq` and `rswebrtc` plugins are on `GST_PLUGIN_PATH`; `moq-gateway`
+//! runs the same string with both plugins built in, and adds what a
+//! description cannot say (EOS when a WebRTC peer leaves).
+
+use std::fmt::Write as _;
+
+/// Where the MoQ side goes: the embedded relay of `moq-gateway relay`,
+/// whose certificate is pinned through its `/certificate.sha256`.
+pub const DEFAULT_RELAY: &str = "http://127.0.0.1:4443/anon";
+pub const DEFAULT_BROADCAST: &str = "live";
+/// whipserversrc's own default listener.
+pub const DEFAULT_WHIP_SERVER: &str = "http://127.0.0.1:8080";
+/// whepserversink's own default listener.
+pub const DEFAULT_WHEP_SERVER: &str = "http://127.0.0.1:9090";
+
+/// The video codec a gateway carries. The same codec on both sides, so
+/// nothing is re-encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Video {
+    H264,
+    Vp8,
+    Vp9,
+    H265,
+}
+
+impl Video {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "h264" | "avc" => Some(Video::H264),
+            "vp8" => Some(Video::Vp8),
+            "vp9" => Some(Video::Vp9),
+            "h265" | "hevc" => Some(Video::H265),
+            _ => None,
+        }
+    }
+
+    /// The codec name webrtcsrc's `video-codecs` takes.
+    fn webrtc_name(self) -> &'static str {
+        match self {
+            Video::H264 => "H264",
+            Video::Vp8 => "VP8",
+            Video::Vp9 => "VP9",
+            Video::H265 => "H265",
+        }
+    }
+
+    /// What sits between a WebRTC source pad and moqsink: a parser where
+    /// the depayloaded stream is not yet in whole frames, else a caps
+    /// filter that makes webrtcsrc stop at the encoded format.
+    fn ingest_chain(self) -> &'static str {
+        match self {
+            // webrtcsrc leaves H.264/H.265 as NAL units; moqsink wants
+            // whole access units.
+            Video::H264 => "h264parse",
+            Video::H265 => "h265parse",
+            Video::Vp8 => "capsfilter caps=video/x-vp8",
+            Video::Vp9 => "capsfilter caps=video/x-vp9",
+        }
+    }
+
+    /// The caps a WebRTC sink may send, so it never re-encodes.
+    fn egress_caps(self) -> &'static str {
+        match self {
+            Video::H264 => "video/x-h264",
+            Video::Vp8 => "video/x-vp8",
+            Video::Vp9 => "video/x-vp9",
+            Video::H265 => "video/x-h265",
+        }
+    }
+}
+
+/// The four gateway directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    WhipToMoq,
+    MoqToWhep,
+    WhepToMoq,
+    MoqToWhip,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 4] = [
+        Preset::WhipToMoq,
+        Preset::MoqToWhep,
+        Preset::WhepToMoq,
+        Preset::MoqToWhip,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::WhipToMoq => "whip-to-moq",
+            Preset::MoqToWhep => "moq-to-whep",
+            Preset::WhepToMoq => "whep-to-moq",
+            Preset::MoqToWhip => "moq-to-whip",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn summary(self) -> &'static str {
+        match self {
+            Preset::WhipToMoq => "a WHIP publisher (OBS, a browser) feeds a MoQ broadcast",
+            Preset::MoqToWhep => "WHEP viewers (browsers) watch a MoQ broadcast",
+            Preset::WhepToMoq => "pull from a WHEP server into a MoQ broadcast",
+            Preset::MoqToWhip => "push a MoQ broadcast to a WHIP server",
+        }
+    }
+}
+
+/// Everything a preset leaves open, with defaults that work on one machine.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub relay: String,
+    pub broadcast: String,
+    pub video: Video,
+    /// The WebRTC side: the listener of a server preset (`http://HOST:PORT`)
+    /// or the endpoint of a client preset (a WHIP/WHEP URL).
+    pub webrtc: Option<String>,
+    /// STUN server for ICE (`stun://host:port`); none by default, which
+    /// is what loopback and LAN peers need.
+    pub stun: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            relay: DEFAULT_RELAY.into(),
+            broadcast: DEFAULT_BROADCAST.into(),
+            video: Video::H264,
+            webrtc: None,
+            stun: None,
+        }
+    }
+}
+
+impl Options {
+    fn webrtc_or(&self, default: &str) -> String {
+        self.webrtc.clone().unwrap_or_else(|| default.to_owned())
+    }
+
+    fn stun(&self) -> String {
+        quote(self.stun.as_deref().unwrap_or(""))
+    }
+}
+
+/// Quotes a property value for gst_parse_launch when it needs it.
+fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=?&".contains(c));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// The pipeline description of a preset.
+pub fn describe(preset: Preset, opts: &Options) -> String {
+    let relay = quote(&opts.relay);
+    let broadcast = quote(&opts.broadcast);
+    let video = opts.video;
+    let mut s = String::new();
+    match preset {
+        Preset::WhipToMoq | Preset::WhepToMoq => {
+            let source = if preset == Preset::WhipToMoq {
+                format!(
+                    "whipserversrc name=webrtc signaller::host-addr={}",
+                    quote(&opts.webrtc_or(DEFAULT_WHIP_SERVER))
+                )
+            } else {
+                format!(
+                    "whepclientsrc name=webrtc signaller::whep-endpoint={}",
+                    quote(&opts.webrtc_or(&format!("{DEFAULT_WHEP_SERVER}/whep/endpoint")))
+                )
+            };
+            let _ = write!(
+                s,
+                "{source} stun-server={stun} video-codecs=\"<{codec}>\" audio-codecs=\"<OPUS>\" \
+                 moqsink name=moq url={relay} broadcast={broadcast} \
+                 webrtc.video_0 ! queue ! {chain} ! moq.video_0 \
+                 webrtc.audio_0 ! queue ! capsfilter caps=audio/x-opus ! moq.audio_0",
+                stun = opts.stun(),
+                codec = video.webrtc_name(),
+                chain = video.ingest_chain(),
+            );
+        }
+        Preset::MoqToWhep | Preset::MoqToWhip => {
+            let sink = if preset == Preset::MoqToWhep {
+                format!(
+                    "whepserversink name=webrtc signaller::host-addr={}",
+                    quote(&opts.webrtc_or(DEFAULT_WHEP_SERVER))
+                )
+            } else {
+                format!(
+                    "whipclientsink name=webrtc signaller::whip-endpoint={}",
+                    quote(&opts.webrtc_or(&format!("{DEFAULT_WHIP_SERVER}/whip/endpoint")))
+                )
+            };
+            // Audio: Opus passes through; anything else (AAC) is decoded
+            // and the WebRTC sink encodes it to Opus. The queue after
+            // decodebin3 matters: a WebRTC sink's request pad must be linked
+            // while parsing, not from pad-added (webrtcsink renames a pad
+            // that gst_parse requested and released, then panics on it).
+            let _ = write!(
+                s,
+                "moqsrc name=moq url={relay} broadcast={broadcast} \
+                 {sink} stun-server={stun} congestion-control=disabled \
+                 video-caps={vcaps} audio-caps=audio/x-opus \
+                 moq.video_0 ! queue ! webrtc.video_0 \
+                 moq.audio_0 ! queue ! decodebin3 caps=\"audio/x-opus;audio/x-raw\" ! queue ! webrtc.audio_0",
+                stun = opts.stun(),
+                vcaps = video.egress_caps(),
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            quote("http://127.0.0.1:4443/anon"),
+            "http://127.0.0.1:4443/anon"
+        );
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("a b"), "\"a b\"");
+        assert_eq!(quote("say \"hi\""), "\"say \\\"hi\\\"\"");
+    }
+
+    #[test]
+    fn every_preset_names_both_sides() {
+        for preset in Preset::ALL {
+            assert_eq!(Preset::parse(preset.name()), Some(preset));
+            let text = describe(preset, &Options::default());
+            assert!(text.contains("url=http://127.0.0.1:4443/anon"), "{text}");
+            assert!(text.contains("broadcast=live"), "{text}");
+            assert!(
+                text.contains("name=webrtc") && text.contains("name=moq"),
+                "{text}"
+            );
+        }
+        assert_eq!(Preset::parse("moq-to-nowhere"), None);
+    }
+
+    #[test]
+    fn codec_choice_reaches_the_pipeline() {
+        let opts = Options {
+            video: Video::Vp8,
+            ..Options::default()
+        };
+        let ingest = describe(Preset::WhipToMoq, &opts);
+        assert!(ingest.contains("video-codecs=\"<VP8>\""), "{ingest}");
+        assert!(!ingest.contains("h264parse"), "{ingest}");
+        let egress = describe(Preset::MoqToWhep, &opts);
+        assert!(egress.contains("video-caps=video/x-vp8"), "{egress}");
+        assert_eq!(Video::parse("H264"), Some(Video::H264));
+        assert_eq!(Video::parse("av1"), None);
+    }
+}
