@@ -50,7 +50,7 @@ fn finish(element: gst::Element) -> anyhow::Result<gst::Pipeline> {
 /// leaves, without sending EOS: downstream (moqsink) would wait forever
 /// and the broadcast would never end. Remember whom each pad feeds and
 /// send EOS there when the pad goes away.
-fn end_stream_with_session(element: &gst::Element) {
+pub fn end_stream_with_session(element: &gst::Element) {
     let is_webrtc_source = element.factory().is_some_and(|f| {
         matches!(
             f.name().as_str(),

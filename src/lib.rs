@@ -10,6 +10,8 @@ pub mod demo;
 pub mod launch;
 pub mod presets;
 pub mod relay;
+pub mod sdp;
+pub mod serve;
 
 /// Initializes GStreamer and registers the plugins built into the
 /// gateway: `moq` and gst-plugins-rs's `rswebrtc`.

@@ -15,11 +15,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use moq_gateway::presets::{self, Preset, Video};
-use moq_gateway::{demo, launch, relay};
+use moq_gateway::{demo, launch, relay, serve};
 
 const USAGE: &str = "\
 usage: moq-gateway [--listen ADDR] [--relay URL] [--broadcast NAME] [--duration SECS] [--size WxH]
        moq-gateway relay [--listen ADDR]
+       moq-gateway serve [--listen ADDR] [--relay URL] [--stun URL]
        moq-gateway --print PRESET [PRESET OPTIONS]
        moq-gateway [--listen ADDR] [PRESET OPTIONS] PRESET
        moq-gateway PIPELINE-DESCRIPTION...
@@ -31,6 +32,12 @@ once a second until Ctrl-C (or --duration seconds). --relay uses another relay.
 
 relay: only runs the embedded relay (public path anon/) until Ctrl-C, for
 gst-launch-1.0 pipelines with moqsink and moqsrc.
+
+serve: one HTTP listener (--listen, default 127.0.0.1:8080) for many WebRTC
+sessions: a WHIP POST to /whip/<broadcast> publishes that broadcast, a WHEP
+POST to /whep/<broadcast> watches it (201 + Location; DELETE ends it; CORS
+allowed; GET / is a test page). Without --relay it starts the embedded relay
+on the listener's address, port 4443.
 
 PRESET is one of the four gateways:
   whip-to-moq   a WHIP publisher (OBS, a browser) feeds a MoQ broadcast
@@ -69,6 +76,7 @@ enum Command {
     #[default]
     Demo,
     Relay,
+    Serve,
     Print,
     Preset(Preset),
     Pipeline,
@@ -84,9 +92,13 @@ fn parse_preset(name: &str) -> anyhow::Result<Preset> {
 fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
     let mut args = Args::default();
     let mut it = argv.into_iter().peekable();
-    if it.peek().map(String::as_str) == Some("relay") {
+    match it.peek().map(String::as_str) {
+        Some("relay") => args.command = Command::Relay,
+        Some("serve") => args.command = Command::Serve,
+        _ => {}
+    }
+    if args.command != Command::Demo {
         it.next();
-        args.command = Command::Relay;
     }
     while let Some(arg) = it.next_if(|a| a.starts_with('-')) {
         let mut value = |name: &str| {
@@ -146,8 +158,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         }
         args.command = Command::Print;
     } else if !args.pipeline.is_empty() {
-        if args.command == Command::Relay {
-            bail!("relay takes only --listen\n\n{USAGE}");
+        if matches!(args.command, Command::Relay | Command::Serve) {
+            bail!("unexpected '{}'\n\n{USAGE}", args.pipeline[0]);
         }
         args.command = match Preset::parse(&args.pipeline[0]) {
             Some(preset) if args.pipeline.len() == 1 => Command::Preset(preset),
@@ -211,6 +223,30 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Serve => {
+            let listen = match args.listen {
+                Some(listen) => listen,
+                None => "127.0.0.1:8080".parse()?,
+            };
+            let (_relay, relay_url) = match args.relay {
+                Some(url) => (None, url),
+                None => {
+                    let relay = relay::EmbeddedRelay::start(SocketAddr::new(listen.ip(), 4443))?;
+                    let url = relay.url();
+                    println!("embedded MoQ relay on {} ({url})", relay.addr());
+                    (Some(relay), url)
+                }
+            };
+            serve::run(
+                serve::Options {
+                    listen,
+                    relay: relay_url,
+                    stun: args.preset.stun.clone(),
+                    broadcast_wait: serve::DEFAULT_BROADCAST_WAIT,
+                },
+                &interrupted,
+            )
+        }
         Command::Pipeline => {
             let pipeline = launch::build(&args.pipeline)?;
             launch::run(&pipeline, &interrupted)
@@ -268,6 +304,9 @@ mod tests {
     fn commands() {
         assert!(parse("").command == Command::Demo);
         assert!(parse("relay --listen 127.0.0.1:0").command == Command::Relay);
+        assert!(
+            parse("serve --listen 127.0.0.1:0 --relay http://r:1/anon").command == Command::Serve
+        );
         assert!(parse("--print moq-to-whep --video vp8").command == Command::Print);
         let args = parse("--relay http://r:1/anon whip-to-moq");
         assert!(args.command == Command::Preset(Preset::WhipToMoq));

@@ -40,7 +40,7 @@ impl Video {
     }
 
     /// The codec name webrtcsrc's `video-codecs` takes.
-    fn webrtc_name(self) -> &'static str {
+    pub fn webrtc_name(self) -> &'static str {
         match self {
             Video::H264 => "H264",
             Video::Vp8 => "VP8",

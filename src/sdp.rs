@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! What the serve mode reads from and fixes in a WebRTC peer's SDP offer
+//! before gst-plugins-rs's WHIP/WHEP elements see it. Plain text in, plain
+//! text out, so it is tested without a peer.
+
+use crate::presets::Video;
+
+/// One payload type of an `m=` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Payload {
+    pt: String,
+    encoding: String,
+    /// For `rtx`: the payload type it repairs (`apt=`).
+    apt: Option<String>,
+}
+
+/// The payloads of the `m=` section starting at `lines[start]`, in the
+/// offer's order (the peer's preference).
+fn payloads(lines: &[&str], start: usize) -> Vec<Payload> {
+    let mut fields = lines[start].split_whitespace().skip(3);
+    let order: Vec<String> = fields.by_ref().map(str::to_owned).collect();
+    let section = section_lines(lines, start);
+    order
+        .into_iter()
+        .map(|pt| {
+            let encoding = attribute(section, "rtpmap", &pt)
+                .and_then(|v| v.split('/').next())
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let apt = attribute(section, "fmtp", &pt).and_then(|v| {
+                v.split(';')
+                    .find_map(|kv| kv.trim().strip_prefix("apt="))
+                    .map(str::to_owned)
+            });
+            Payload { pt, encoding, apt }
+        })
+        .collect()
+}
+
+/// The lines of the media section starting at `start` (its `m=` line
+/// included), up to the next `m=` line.
+fn section_lines<'a>(lines: &'a [&'a str], start: usize) -> &'a [&'a str] {
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.starts_with("m="))
+        .map_or(lines.len(), |i| start + 1 + i);
+    &lines[start..end]
+}
+
+/// The value of `a=<name>:<pt> <value>` in a section.
+fn attribute<'a>(section: &[&'a str], name: &str, pt: &str) -> Option<&'a str> {
+    let prefix = format!("a={name}:{pt} ");
+    section
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::trim)
+}
+
+fn split_lines(sdp: &str) -> Vec<&str> {
+    sdp.lines().map(|l| l.trim_end_matches('\r')).collect()
+}
+
+fn join_lines(lines: &[String]) -> String {
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n");
+    out
+}
+
+/// The first video codec of the offer (in the peer's order of preference)
+/// that the gateway carries without re-encoding.
+pub fn preferred_video(offer: &str) -> Option<Video> {
+    let lines = split_lines(offer);
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("m=video"))
+        .flat_map(|(i, _)| payloads(&lines, i))
+        .find_map(|p| Video::parse(&p.encoding))
+}
+
+/// Whether the offer has a media section of `kind` (`audio`, `video`).
+pub fn has_media(offer: &str, kind: &str) -> bool {
+    let prefix = format!("m={kind} ");
+    split_lines(offer).iter().any(|l| l.starts_with(&prefix))
+}
+
+/// Fixes what gst-plugins-rs 0.15 cannot take from browsers and GStreamer
+/// peers:
+/// - RED, ULPFEC and FlexFEC payloads (and their RTX) are removed: offered
+///   by Chromium for VP8, they make whipserversrc fail;
+/// - H.264 formats without `level-asymmetry-allowed` get it: whepserversink
+///   otherwise insists on the offer's exact profile-level-id (whepclientsrc
+///   offers only 42e016), which an x264 stream (42c0xx, the same
+///   constrained-baseline profile) never matches. Decoders take any level.
+pub fn fix_offer(offer: &str) -> String {
+    let lines = split_lines(offer);
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].starts_with("m=") {
+            out.push(lines[i].to_owned());
+            i += 1;
+            continue;
+        }
+        let section = section_lines(&lines, i);
+        let all = payloads(&lines, i);
+        let is_fec = |p: &Payload| matches!(p.encoding.as_str(), "RED" | "ULPFEC" | "FLEXFEC-03");
+        let fec: Vec<&str> = all
+            .iter()
+            .filter(|p| is_fec(p))
+            .map(|p| p.pt.as_str())
+            .collect();
+        let dropped: Vec<&str> = all
+            .iter()
+            .filter(|p| is_fec(p) || p.apt.as_deref().is_some_and(|apt| fec.contains(&apt)))
+            .map(|p| p.pt.as_str())
+            .collect();
+        let h264: Vec<&str> = all
+            .iter()
+            .filter(|p| p.encoding == "H264")
+            .map(|p| p.pt.as_str())
+            .collect();
+        let kept = all.len() - dropped.len();
+        for (n, line) in section.iter().enumerate() {
+            if n == 0 {
+                if dropped.is_empty() || kept == 0 {
+                    out.push((*line).to_owned());
+                } else {
+                    let head: Vec<&str> = line.split_whitespace().take(3).collect();
+                    let pts = all
+                        .iter()
+                        .map(|p| p.pt.as_str())
+                        .filter(|pt| !dropped.contains(pt));
+                    out.push(head.into_iter().chain(pts).collect::<Vec<_>>().join(" "));
+                }
+                continue;
+            }
+            let pt_of = |name: &str| {
+                line.strip_prefix(&format!("a={name}:"))
+                    .and_then(|rest| rest.split_whitespace().next())
+            };
+            let about = pt_of("rtpmap")
+                .or_else(|| pt_of("fmtp"))
+                .or_else(|| pt_of("rtcp-fb"));
+            if kept > 0 && about.is_some_and(|pt| dropped.contains(&pt)) {
+                continue;
+            }
+            if let Some(pt) = pt_of("fmtp")
+                && h264.contains(&pt)
+                && !line.contains("level-asymmetry-allowed")
+            {
+                out.push(format!("{line};level-asymmetry-allowed=1"));
+                continue;
+            }
+            out.push((*line).to_owned());
+        }
+        i += section.len();
+    }
+    join_lines(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of Chromium's offer (trimmed): VP8 first, with RTX, RED
+    /// and ULPFEC; then H.264.
+    const CHROME: &str = "v=0\r\n\
+o=- 1 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\n\
+a=mid:0\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=fmtp:63 111/111\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 116 117 118\r\n\
+a=mid:1\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=fmtp:97 apt=96\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 nack pli\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:103 rtx/90000\r\n\
+a=fmtp:103 apt=102\r\n\
+a=rtpmap:116 red/90000\r\n\
+a=rtpmap:117 rtx/90000\r\n\
+a=fmtp:117 apt=116\r\n\
+a=rtpmap:118 ulpfec/90000\r\n";
+
+    /// The shape of whepclientsrc's offer.
+    const GST: &str = "v=0\r\n\
+o=- 1 0 IN IP4 0.0.0.0\r\n\
+s=-\r\n\
+t=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+a=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 packetization-mode=1;profile-level-id=42e016\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 97\r\n\
+a=rtpmap:97 OPUS/48000/2\r\n";
+
+    #[test]
+    fn picks_the_peers_first_carried_codec() {
+        assert_eq!(preferred_video(CHROME), Some(Video::Vp8));
+        assert_eq!(preferred_video(GST), Some(Video::H264));
+        assert_eq!(preferred_video("v=0\r\nm=audio 9 RTP 111\r\n"), None);
+        assert!(has_media(CHROME, "audio") && has_media(CHROME, "video"));
+        assert!(!has_media("v=0\r\nm=audio 9 RTP 111\r\n", "video"));
+    }
+
+    #[test]
+    fn removes_fec_and_its_rtx() {
+        let fixed = fix_offer(CHROME);
+        assert!(
+            fixed.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\n"),
+            "{fixed}"
+        );
+        for gone in ["a=rtpmap:116", "a=rtpmap:117", "a=fmtp:117", "a=rtpmap:118"] {
+            assert!(!fixed.contains(gone), "{gone} left in\n{fixed}");
+        }
+        assert!(
+            fixed.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"),
+            "{fixed}"
+        );
+        assert!(!fixed.contains("a=fmtp:63"), "{fixed}");
+        // What stays is untouched.
+        assert!(fixed.contains("a=fmtp:97 apt=96\r\n"));
+        assert!(fixed.contains("a=mid:1\r\n"));
+        assert_eq!(fixed.matches("level-asymmetry-allowed").count(), 1);
+    }
+
+    #[test]
+    fn lets_h264_levels_differ() {
+        let fixed = fix_offer(GST);
+        assert!(
+            fixed.contains(
+                "a=fmtp:96 packetization-mode=1;profile-level-id=42e016;level-asymmetry-allowed=1\r\n"
+            ),
+            "{fixed}"
+        );
+        assert!(fixed.contains("m=audio 9 UDP/TLS/RTP/SAVPF 97\r\n"));
+        // Idempotent.
+        assert_eq!(fix_offer(&fixed), fixed);
+    }
+
+    #[test]
+    fn a_section_of_only_fec_is_left_alone() {
+        let offer = "v=0\r\nm=video 9 RTP 116\r\na=rtpmap:116 red/90000\r\n";
+        assert_eq!(fix_offer(offer), offer);
+    }
+}

@@ -1,0 +1,819 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! `moq-gateway serve`: one HTTP listener for many WebRTC sessions.
+//!
+//! - `POST /whip/<broadcast>` (an SDP offer) starts that broadcast's ingest:
+//!   whipserversrc -> moqsink. One publisher per broadcast.
+//! - `POST /whep/<broadcast>` starts one viewer's egress: moqsrc ->
+//!   whepserversink. The answer waits (bounded) until the broadcast exists.
+//! - Both answer `201 Created` with `Location: /session/<id>`; `DELETE` on it
+//!   ends the session. A publisher that goes away ends its broadcast (EOS
+//!   reaches moqsink); a viewer that goes away ends its egress.
+//! - A viewer's keyframe request (PLI/FIR, which whepserversink turns into an
+//!   upstream force-key-unit) and a viewer's arrival are passed on to the
+//!   broadcast's publisher when it publishes through this gateway, so nobody
+//!   waits for the next natural keyframe.
+//! - Every answer carries CORS headers, so pages from other origins can
+//!   publish and watch; `GET /` serves a small page that does both.
+//!
+//! The HTTP side never waits on GStreamer while holding the session table,
+//! and pipelines are torn down on their own threads, never on a streaming
+//! thread.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use gst::glib;
+use gst::prelude::*;
+use warp::Filter;
+use warp::http::{Method, Response, StatusCode};
+
+use crate::presets::Video;
+use crate::sdp;
+
+/// How long a WHEP offer waits for its broadcast to appear by default.
+pub const DEFAULT_BROADCAST_WAIT: Duration = Duration::from_secs(15);
+/// SDP offers are a few kilobytes; refuse anything absurd before reading it.
+const MAX_OFFER: u64 = 256 * 1024;
+
+const PAGE: &str = include_str!("serve.html");
+
+/// What the serve mode needs to know.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// MoQ relay for every session.
+    pub relay: String,
+    /// STUN server for ICE (`stun://host:port`), none by default.
+    pub stun: Option<String>,
+    /// How long a WHEP viewer may wait for a broadcast that does not exist yet.
+    pub broadcast_wait: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ingest,
+    Egress,
+}
+
+struct Session {
+    id: String,
+    kind: Kind,
+    broadcast: String,
+    pipeline: gst::Pipeline,
+    /// whipserversrc or whepserversink: its signaller answers the offer.
+    webrtc: gst::Element,
+    /// Ingest only: moqsink's video pad, where keyframe requests go upstream
+    /// to the publisher.
+    video_sink: Mutex<Option<gst::Pad>>,
+    ending: AtomicBool,
+}
+
+/// The sessions of one listener.
+struct Gateway {
+    opts: Options,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+/// A running serve mode; dropping it ends every session and the listener.
+pub struct Server {
+    addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listener and serves on a thread of its own. GStreamer and
+    /// the plugins must be initialized ([`crate::init`]).
+    pub fn start(opts: Options) -> anyhow::Result<Server> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("serve")
+            .enable_all()
+            .build()
+            .context("cannot start the HTTP runtime")?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(opts.listen))
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        let gateway = Arc::new(Gateway {
+            opts,
+            sessions: Mutex::default(),
+        });
+        let routes = routes(gateway.clone());
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("serve".into())
+            .spawn(move || {
+                runtime.block_on(
+                    warp::serve(routes)
+                        .incoming(listener)
+                        .graceful(async {
+                            let _ = stop.await;
+                        })
+                        .run(),
+                );
+            })?;
+        Ok(Server {
+            addr,
+            gateway,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The sessions running now, as (kind, broadcast) pairs.
+    pub fn sessions(&self) -> Vec<(&'static str, String)> {
+        let sessions = self.gateway.sessions.lock().unwrap();
+        sessions
+            .values()
+            .map(|s| {
+                let kind = match s.kind {
+                    Kind::Ingest => "whip",
+                    Kind::Egress => "whep",
+                };
+                (kind, s.broadcast.clone())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let sessions: Vec<_> = self.gateway.sessions.lock().unwrap().drain().collect();
+        for (_, session) in sessions {
+            teardown(&session);
+        }
+    }
+}
+
+/// Runs the serve mode until `interrupted`.
+pub fn run(opts: Options, interrupted: &AtomicBool) -> anyhow::Result<()> {
+    let server = Server::start(opts.clone())?;
+    println!(
+        "serving WHIP on http://{addr}/whip/<broadcast> and WHEP on http://{addr}/whep/<broadcast> \
+         (a test page on http://{addr}/), MoQ relay {}; Ctrl-C stops",
+        opts.relay,
+        addr = server.addr()
+    );
+    while !interrupted.load(Ordering::SeqCst) {
+        std::thread::park_timeout(Duration::from_millis(200));
+    }
+    eprintln!("interrupt: ending {} session(s)", server.sessions().len());
+    drop(server);
+    Ok(())
+}
+
+type Reply = Response<Vec<u8>>;
+
+fn routes(
+    gateway: Arc<Gateway>,
+) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let posts = {
+        let gateway = gateway.clone();
+        warp::post()
+            .and(warp::path::full())
+            .and(warp::body::content_length_limit(MAX_OFFER))
+            .and(warp::body::bytes())
+            .then(move |path: warp::path::FullPath, body: bytes::Bytes| {
+                let gateway = gateway.clone();
+                async move { gateway.post(path.as_str(), &body).await }
+            })
+            .recover(|rejection: warp::Rejection| async move {
+                // warp's own refusals of a POST body; anything else (not a
+                // POST) goes on to the other routes.
+                if rejection.find::<warp::reject::LengthRequired>().is_some() {
+                    Ok(text_reply(
+                        StatusCode::LENGTH_REQUIRED,
+                        "an SDP offer needs a Content-Length",
+                    ))
+                } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                    Ok(text_reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "that is not an SDP offer: too large",
+                    ))
+                } else {
+                    Err(rejection)
+                }
+            })
+            .unify()
+    };
+    let others = warp::method().and(warp::path::full()).then(
+        move |method: Method, path: warp::path::FullPath| {
+            let gateway = gateway.clone();
+            async move { gateway.other(&method, path.as_str()).await }
+        },
+    );
+    posts.or(others).unify()
+}
+
+fn with_cors(mut builder: warp::http::response::Builder) -> warp::http::response::Builder {
+    builder = builder
+        .header("Access-Control-Allow-Origin", "*")
+        .header(
+            "Access-Control-Allow-Methods",
+            "GET, POST, DELETE, OPTIONS, PATCH",
+        )
+        .header(
+            "Access-Control-Allow-Headers",
+            "Content-Type, Authorization, If-Match",
+        )
+        .header("Access-Control-Expose-Headers", "Location, Link, ETag");
+    builder
+}
+
+fn text_reply(status: StatusCode, text: &str) -> Reply {
+    with_cors(Response::builder().status(status))
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .body(format!("{text}\n").into_bytes())
+        .expect("a valid response")
+}
+
+/// A broadcast name from the URL: MoQ names are paths, but nothing that
+/// could escape the relay path or hide in logs.
+fn broadcast_name(rest: &str) -> Option<String> {
+    let name = rest.trim_matches('/');
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    ok.then(|| name.to_owned())
+}
+
+/// An id nobody can guess from another one.
+fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(nanos);
+    let a = hasher.finish();
+    hasher.write_u64(a);
+    format!("{a:016x}{:016x}", hasher.finish())
+}
+
+impl Gateway {
+    async fn post(self: &Arc<Self>, path: &str, body: &[u8]) -> Reply {
+        let (kind, rest) = if let Some(rest) = path.strip_prefix("/whip/") {
+            (Kind::Ingest, rest)
+        } else if let Some(rest) = path.strip_prefix("/whep/") {
+            (Kind::Egress, rest)
+        } else {
+            return text_reply(
+                StatusCode::NOT_FOUND,
+                "POST an SDP offer to /whip/<broadcast> or /whep/<broadcast>",
+            );
+        };
+        let Some(broadcast) = broadcast_name(rest) else {
+            return text_reply(
+                StatusCode::BAD_REQUEST,
+                "a broadcast name is letters, digits and - _ . /",
+            );
+        };
+        let Ok(offer) = std::str::from_utf8(body) else {
+            return text_reply(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text");
+        };
+        if !offer.starts_with("v=0") {
+            return text_reply(StatusCode::BAD_REQUEST, "the body is not an SDP offer");
+        }
+        let offer = sdp::fix_offer(offer);
+        let started = match kind {
+            Kind::Ingest => self.start_ingest(&broadcast, &offer),
+            Kind::Egress => self.start_egress(&broadcast).await,
+        };
+        let session = match started {
+            Ok(session) => session,
+            Err((status, text)) => return text_reply(status, &text),
+        };
+        let reply = self.answer(&session, offer).await;
+        if reply.status() != StatusCode::CREATED {
+            eprintln!(
+                "session {} ({broadcast}): the offer was not answered ({})",
+                session.id,
+                reply.status()
+            );
+            self.end(&session.id);
+        } else {
+            eprintln!(
+                "session {}: {} {broadcast}",
+                session.id,
+                if kind == Kind::Ingest {
+                    "publishing"
+                } else {
+                    "watching"
+                }
+            );
+            if kind == Kind::Egress {
+                // A new viewer starts on a fresh keyframe, not the next
+                // natural one.
+                self.request_keyframe(&broadcast);
+            }
+        }
+        reply
+    }
+
+    async fn other(self: &Arc<Self>, method: &Method, path: &str) -> Reply {
+        match *method {
+            Method::OPTIONS => with_cors(Response::builder().status(StatusCode::NO_CONTENT))
+                .body(Vec::new())
+                .expect("a valid response"),
+            Method::GET if path == "/" => with_cors(Response::builder())
+                .header("Content-Type", "text/html; charset=utf-8")
+                .body(PAGE.as_bytes().to_vec())
+                .expect("a valid response"),
+            Method::DELETE => match path.strip_prefix("/session/") {
+                Some(id) if self.end(id) => text_reply(StatusCode::OK, "session ended"),
+                _ => text_reply(StatusCode::NOT_FOUND, "no such session"),
+            },
+            // Trickle ICE: the answer already holds every candidate.
+            Method::PATCH => with_cors(Response::builder().status(StatusCode::METHOD_NOT_ALLOWED))
+                .header("Allow", "POST, DELETE, OPTIONS")
+                .body(Vec::new())
+                .expect("a valid response"),
+            _ => text_reply(StatusCode::NOT_FOUND, "not here"),
+        }
+    }
+
+    fn stun(&self) -> String {
+        self.opts.stun.clone().unwrap_or_default()
+    }
+
+    fn start_ingest(
+        self: &Arc<Self>,
+        broadcast: &str,
+        offer: &str,
+    ) -> Result<Arc<Session>, (StatusCode, String)> {
+        let video = sdp::preferred_video(offer);
+        if video.is_none() && !sdp::has_media(offer, "audio") {
+            return Err((
+                StatusCode::NOT_ACCEPTABLE,
+                "the offer has no video in H.264, VP8, VP9 or H.265 and no audio".into(),
+            ));
+        }
+        let mut sessions = self.sessions.lock().unwrap();
+        if sessions
+            .values()
+            .any(|s| s.kind == Kind::Ingest && s.broadcast == broadcast)
+        {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("broadcast '{broadcast}' already has a publisher"),
+            ));
+        }
+        let session = self
+            .build_ingest(broadcast, video)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        sessions.insert(session.id.clone(), session.clone());
+        drop(sessions);
+        if let Err(err) = self.play(&session) {
+            self.end(&session.id);
+            return Err((StatusCode::INTERNAL_SERVER_ERROR, err));
+        }
+        Ok(session)
+    }
+
+    fn build_ingest(
+        self: &Arc<Self>,
+        broadcast: &str,
+        video: Option<Video>,
+    ) -> anyhow::Result<Arc<Session>> {
+        let id = new_id();
+        let pipeline = gst::Pipeline::with_name(&format!("whip-{id}"));
+        let video_codecs: Vec<&str> = video.map(Video::webrtc_name).into_iter().collect();
+        let src = gst::ElementFactory::make("whipserversrc")
+            .name("webrtc")
+            .property("stun-server", self.stun())
+            .property("video-codecs", gst::Array::new(video_codecs))
+            .property("audio-codecs", gst::Array::new(["OPUS"]))
+            .build()
+            .context("no whipserversrc")?;
+        // No listener of its own: this server hands it the offers.
+        signaller(&src).set_property("host-addr", "");
+        let sink = gst::ElementFactory::make("moqsink")
+            .name("moq")
+            .property("url", &self.opts.relay)
+            .property("broadcast", broadcast)
+            .build()
+            .context("no moqsink")?;
+        pipeline.add_many([&src, &sink])?;
+        let session = Arc::new(Session {
+            id,
+            kind: Kind::Ingest,
+            broadcast: broadcast.to_owned(),
+            pipeline: pipeline.clone(),
+            webrtc: src.clone(),
+            video_sink: Mutex::default(),
+            ending: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&session);
+        let pipeline_weak = pipeline.downgrade();
+        // Linked inside pad-added: whipserversrc may add pads from two
+        // threads, and an unlinked pad would be a not-linked error.
+        src.connect_pad_added(move |_, pad| {
+            let (Some(pipeline), Some(session)) = (pipeline_weak.upgrade(), weak.upgrade()) else {
+                return;
+            };
+            if let Err(err) = link_ingest(&pipeline, pad, &sink, video, &session) {
+                eprintln!(
+                    "session {}: cannot carry {}: {err:#}",
+                    session.id,
+                    pad.name()
+                );
+            }
+        });
+        // A publisher that leaves removes its pads without EOS.
+        crate::launch::end_stream_with_session(&src);
+        self.watch_bus(&session);
+        Ok(session)
+    }
+
+    async fn start_egress(
+        self: &Arc<Self>,
+        broadcast: &str,
+    ) -> Result<Arc<Session>, (StatusCode, String)> {
+        let (session, ready) = self
+            .build_egress(broadcast)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        self.sessions
+            .lock()
+            .unwrap()
+            .insert(session.id.clone(), session.clone());
+        if let Err(err) = self.play(&session) {
+            self.end(&session.id);
+            return Err((StatusCode::INTERNAL_SERVER_ERROR, err));
+        }
+        // The answer needs the broadcast's codecs: wait for moqsrc's pads,
+        // then for their caps to reach whepserversink (it cannot start a
+        // session on a stream without caps).
+        let webrtc = session.webrtc.clone();
+        let streams_ready = async move {
+            ready.await.map_err(|_| ())?;
+            loop {
+                let pads = webrtc.sink_pads();
+                if !pads.is_empty() && pads.iter().all(|p| p.current_caps().is_some()) {
+                    return Ok::<(), ()>(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        match tokio::time::timeout(self.opts.broadcast_wait, streams_ready).await {
+            Ok(Ok(())) => Ok(session),
+            _ => {
+                self.end(&session.id);
+                Err((
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "broadcast '{broadcast}' did not appear within {:?}",
+                        self.opts.broadcast_wait
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn build_egress(
+        self: &Arc<Self>,
+        broadcast: &str,
+    ) -> anyhow::Result<(Arc<Session>, tokio::sync::oneshot::Receiver<()>)> {
+        let id = new_id();
+        let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
+        let src = gst::ElementFactory::make("moqsrc")
+            .name("moq")
+            .property("url", &self.opts.relay)
+            .property("broadcast", broadcast)
+            .build()
+            .context("no moqsrc")?;
+        let sink = gst::ElementFactory::make("whepserversink")
+            .name("webrtc")
+            .property("stun-server", self.stun())
+            .property_from_str("congestion-control", "disabled")
+            .build()
+            .context("no whepserversink")?;
+        signaller(&sink).set_property("host-addr", "");
+        pipeline.add_many([&src, &sink])?;
+        let session = Arc::new(Session {
+            id,
+            kind: Kind::Egress,
+            broadcast: broadcast.to_owned(),
+            pipeline: pipeline.clone(),
+            webrtc: sink.clone(),
+            video_sink: Mutex::default(),
+            ending: AtomicBool::new(false),
+        });
+        let gateway = Arc::downgrade(self);
+        let pipeline_weak = pipeline.downgrade();
+        let name = broadcast.to_owned();
+        let sink_for_pads = sink.clone();
+        src.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = pipeline_weak.upgrade() else {
+                return;
+            };
+            if let Err(err) = link_egress(&pipeline, pad, &sink_for_pads, gateway.clone(), &name) {
+                eprintln!("egress of {name}: cannot carry {}: {err:#}", pad.name());
+            }
+        });
+        let (ready, wait) = tokio::sync::oneshot::channel();
+        let ready = Mutex::new(Some(ready));
+        src.connect_no_more_pads(move |_| {
+            if let Some(ready) = ready.lock().unwrap().take() {
+                let _ = ready.send(());
+            }
+        });
+        // The viewer left (ICE failed, the peer closed): end its egress.
+        let gateway = Arc::downgrade(self);
+        let id = session.id.clone();
+        sink.connect("consumer-removed", false, move |_| {
+            if let Some(gateway) = gateway.upgrade() {
+                gateway.end(&id);
+            }
+            None
+        });
+        self.watch_bus(&session);
+        Ok((session, wait))
+    }
+
+    fn play(&self, session: &Session) -> Result<(), String> {
+        session
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map(|_| ())
+            .map_err(|_| "the session's pipeline did not start".to_string())
+    }
+
+    /// Hands the offer to the WebRTC element's signaller and turns its
+    /// reply into ours.
+    async fn answer(&self, session: &Session, offer: String) -> Reply {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Mutex::new(Some(tx));
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let reply = reply.ok().flatten().map(|s| s.to_owned());
+            if let Some(tx) = tx.lock().unwrap().take() {
+                let _ = tx.send(reply);
+            }
+        });
+        signaller(&session.webrtc).emit_by_name::<()>(
+            "post",
+            &[
+                &Some(session.id.clone()),
+                &glib::Bytes::from_owned(offer.into_bytes()),
+                &promise,
+            ],
+        );
+        let Ok(Some(reply)) = rx.await else {
+            return text_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no answer from the WebRTC element",
+            );
+        };
+        let status = reply
+            .get::<u32>("status")
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s as u16).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = reply
+            .get::<glib::Bytes>("body")
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        let mut builder = with_cors(Response::builder().status(status));
+        if let Ok(headers) = reply.get::<gst::Structure>("headers") {
+            for (name, value) in headers.iter() {
+                let Ok(value) = value.get::<&str>() else {
+                    continue;
+                };
+                // The element's own resource path means nothing here.
+                if name.eq_ignore_ascii_case("location") {
+                    continue;
+                }
+                builder = builder.header(name.as_str(), value);
+            }
+        }
+        if status == StatusCode::CREATED {
+            builder = builder.header("Location", format!("/session/{}", session.id));
+        }
+        builder.body(body).expect("a valid response")
+    }
+
+    /// Ends a session; false if there is none with that id.
+    fn end(&self, id: &str) -> bool {
+        let Some(session) = self.sessions.lock().unwrap().remove(id) else {
+            return false;
+        };
+        // Never block the caller: it may be a streaming thread or the
+        // HTTP runtime.
+        let _ = std::thread::Builder::new()
+            .name("session-end".into())
+            .spawn(move || teardown(&session));
+        true
+    }
+
+    /// A keyframe request to `broadcast`'s publisher, if it publishes
+    /// through this gateway.
+    fn request_keyframe(&self, broadcast: &str) {
+        let pad = self
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .find(|s| s.kind == Kind::Ingest && s.broadcast == broadcast)
+            .and_then(|s| s.video_sink.lock().unwrap().clone());
+        if let Some(pad) = pad {
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            pad.push_event(event);
+        }
+    }
+
+    /// Ends the session when its pipeline ends (EOS: the publisher left;
+    /// ERROR: say why).
+    fn watch_bus(self: &Arc<Self>, session: &Arc<Session>) {
+        let gateway: Weak<Gateway> = Arc::downgrade(self);
+        let id = session.id.clone();
+        let bus = session.pipeline.bus().expect("a pipeline has a bus");
+        bus.set_sync_handler(move |_, msg| {
+            let done = match msg.view() {
+                gst::MessageView::Eos(_) => true,
+                gst::MessageView::Error(err) => {
+                    eprintln!(
+                        "session {id}: {} ({})",
+                        err.error(),
+                        err.src().map(|s| s.path_string()).unwrap_or_default()
+                    );
+                    true
+                }
+                _ => false,
+            };
+            if done && let Some(gateway) = gateway.upgrade() {
+                gateway.end(&id);
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
+}
+
+fn signaller(webrtc: &gst::Element) -> glib::Object {
+    webrtc.property::<glib::Object>("signaller")
+}
+
+/// Stops a session's pipeline; an ingest first lets moqsink end the
+/// broadcast (EOS), so subscribers see it end rather than stall.
+fn teardown(session: &Session) {
+    if session.ending.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if session.kind == Kind::Ingest
+        && let Some(sink) = session.pipeline.by_name("moq")
+    {
+        // Synchronous: when it returns, moqsink has closed the tracks and
+        // the catalog; stopping then lets the relay take what is queued.
+        for pad in sink.sink_pads() {
+            pad.send_event(gst::event::Eos::new());
+        }
+    }
+    let _ = session.pipeline.set_state(gst::State::Null);
+    eprintln!("session {} ({}) ended", session.id, session.broadcast);
+}
+
+/// whipserversrc pad -> queue -> parser/caps -> moqsink.
+fn link_ingest(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    sink: &gst::Element,
+    video: Option<Video>,
+    session: &Session,
+) -> anyhow::Result<()> {
+    let is_video = pad.name().starts_with("video");
+    let queue = gst::ElementFactory::make("queue").build()?;
+    let shape = if is_video {
+        match video.context("video the offer did not carry")? {
+            Video::H264 => gst::ElementFactory::make("h264parse").build()?,
+            Video::H265 => gst::ElementFactory::make("h265parse").build()?,
+            Video::Vp8 => capsfilter("video/x-vp8")?,
+            Video::Vp9 => capsfilter("video/x-vp9")?,
+        }
+    } else {
+        capsfilter("audio/x-opus")?
+    };
+    pipeline.add_many([&queue, &shape])?;
+    queue.link(&shape)?;
+    let target = sink
+        .request_pad_simple(if is_video { "video_%u" } else { "audio_%u" })
+        .context("moqsink gave no pad")?;
+    shape
+        .static_pad("src")
+        .context("no src pad")?
+        .link(&target)?;
+    queue.sync_state_with_parent()?;
+    shape.sync_state_with_parent()?;
+    pad.link(&queue.static_pad("sink").context("no sink pad")?)?;
+    if is_video {
+        *session.video_sink.lock().unwrap() = Some(target);
+    }
+    Ok(())
+}
+
+fn capsfilter(caps: &str) -> anyhow::Result<gst::Element> {
+    Ok(gst::ElementFactory::make("capsfilter")
+        .property("caps", caps.parse::<gst::Caps>()?)
+        .build()?)
+}
+
+/// moqsrc pad -> queue -> whepserversink; audio that is not Opus is decoded
+/// so whepserversink encodes it to Opus. Keyframe requests from the viewer
+/// go on to the publisher.
+fn link_egress(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    sink: &gst::Element,
+    gateway: Weak<Gateway>,
+    broadcast: &str,
+) -> anyhow::Result<()> {
+    let is_video = pad.name().starts_with("video");
+    let queue = gst::ElementFactory::make("queue").build()?;
+    pipeline.add(&queue)?;
+    let target = sink
+        .request_pad_simple(if is_video { "video_%u" } else { "audio_%u" })
+        .context("whepserversink gave no pad")?;
+    if is_video {
+        queue
+            .static_pad("src")
+            .context("no src pad")?
+            .link(&target)?;
+        let name = broadcast.to_owned();
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(event) = info.event()
+                && gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok()
+                && let Some(gateway) = gateway.upgrade()
+            {
+                gateway.request_keyframe(&name);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    } else {
+        let decode = gst::ElementFactory::make("decodebin3")
+            .property("caps", "audio/x-opus; audio/x-raw".parse::<gst::Caps>()?)
+            .build()?;
+        let out = gst::ElementFactory::make("queue").build()?;
+        pipeline.add_many([&decode, &out])?;
+        queue.link(&decode)?;
+        out.static_pad("src").context("no src pad")?.link(&target)?;
+        let out_sink = out.static_pad("sink").context("no sink pad")?;
+        decode.connect_pad_added(move |_, pad| {
+            if !out_sink.is_linked() {
+                let _ = pad.link(&out_sink);
+            }
+        });
+        decode.sync_state_with_parent()?;
+        out.sync_state_with_parent()?;
+    }
+    queue.sync_state_with_parent()?;
+    pad.link(&queue.static_pad("sink").context("no sink pad")?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_names() {
+        assert_eq!(broadcast_name("cam"), Some("cam".into()));
+        assert_eq!(broadcast_name("room/cam-1/"), Some("room/cam-1".into()));
+        assert_eq!(broadcast_name(""), None);
+        assert_eq!(broadcast_name("a/../b"), None);
+        assert_eq!(broadcast_name("a//b"), None);
+        assert_eq!(broadcast_name("a?jwt=x"), None);
+        assert_eq!(broadcast_name(&"x".repeat(201)), None);
+    }
+
+    #[test]
+    fn ids_differ() {
+        let a = new_id();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, new_id());
+    }
+}
