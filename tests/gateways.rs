@@ -135,6 +135,75 @@ fn moq_to_whip(video: Video) {
 // level-asymmetry-allowed=1 and play H.264 from moq-to-whep; the serve mode
 // adds it to offers that lack it (tested in tests/serve.rs).
 
+/// A broadcast with AAC audio reaches WebRTC viewers as Opus: the preset
+/// decodes it and whepserversink encodes Opus.
+#[test]
+fn moq_to_whep_aac_becomes_opus() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    LazyLock::force(&RELAY);
+    let broadcast = unique("aac");
+    let port = free_port();
+    let publisher = Running::start(
+        "aac publisher",
+        &format!(
+            "{raw} ! {enc} ! moq.video_0 \
+             audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 \
+             ! avenc_aac ! aacparse ! moq.audio_0 \
+             moqsink name=moq url={url} broadcast={broadcast}",
+            raw = raw_video(),
+            enc = encoder(Video::Vp8),
+            url = RELAY.url(),
+        ),
+    );
+    let gateway = gateway(
+        Preset::MoqToWhep,
+        &broadcast,
+        Video::Vp8,
+        format!("http://127.0.0.1:{port}"),
+    );
+    let viewer = Running::start(
+        "whep viewer",
+        &format!(
+            "whepclientsrc name=wc stun-server=\"\" audio-codecs=\"<OPUS>\" \
+             signaller::whep-endpoint=http://127.0.0.1:{port}/whep/endpoint \
+             wc.video_0 ! queue ! videoconvert ! appsink name=video sync=false \
+             wc.audio_0 ! queue ! audioconvert ! appsink name=audio sync=false"
+        ),
+    );
+    let counts = count(&viewer.pipeline);
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &gateway, &viewer]);
+}
+
+/// `--print` gives exactly the preset, and it parses into a pipeline with
+/// the elements it names (the plugins are the ones gst-launch-1.0 loads).
+#[test]
+fn printed_presets_parse() {
+    LazyLock::force(&RELAY);
+    for preset in Preset::ALL {
+        for (flag, video) in [("h264", Video::H264), ("vp8", Video::Vp8)] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_moq-gateway"))
+                .args(["--print", preset.name(), "--video", flag])
+                .output()
+                .expect("moq-gateway runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let printed = String::from_utf8(out.stdout).unwrap();
+            let opts = presets::Options {
+                video,
+                ..presets::Options::default()
+            };
+            assert_eq!(printed.trim_end(), presets::describe(preset, &opts));
+            let pipeline = moq_gateway::launch::build_from_str(&printed)
+                .unwrap_or_else(|e| panic!("{}: {e:#}\n{printed}", preset.name()));
+            use gst::prelude::*;
+            assert!(pipeline.by_name("moq").is_some() && pipeline.by_name("webrtc").is_some());
+        }
+    }
+}
+
 #[test]
 fn whip_to_moq_vp8_opus() {
     whip_to_moq(Video::Vp8);
