@@ -3,7 +3,7 @@
 # Needs a relay and a publisher: examples/relay.sh and examples/publish.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-URL=${URL:-https://127.0.0.1:4443/anon}
+URL=${URL:-http://127.0.0.1:4443/anon}
 BROADCAST=${BROADCAST:-testsrc}
 VIDEO_SINK=${SINK:-autovideosink}
 AUDIO_SINK=${SINK:-autoaudiosink}
@@ -11,6 +11,6 @@ AUDIO_SINK=${SINK:-autoaudiosink}
 cargo build --release --quiet --workspace
 export GST_PLUGIN_PATH="${CARGO_TARGET_DIR:-$PWD/target}/release${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
 exec gst-launch-1.0 \
-    moqsrc name=src url="$URL" broadcast="$BROADCAST" tls-disable-verify=true \
+    moqsrc name=src url="$URL" broadcast="$BROADCAST" \
     src.video_0 ! queue ! decodebin3 ! videoconvert ! "$VIDEO_SINK" \
     src.audio_0 ! queue ! decodebin3 ! audioconvert ! "$AUDIO_SINK"
