@@ -78,6 +78,8 @@ struct Session {
 struct Gateway {
     opts: Options,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Keyframe requests passed on to publishers (viewers joining, PLI/FIR).
+    keyframe_requests: AtomicU64,
 }
 
 /// A running serve mode; dropping it ends every session and the listener.
@@ -105,6 +107,7 @@ impl Server {
         let gateway = Arc::new(Gateway {
             opts,
             sessions: Mutex::default(),
+            keyframe_requests: AtomicU64::new(0),
         });
         let routes = routes(gateway.clone());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -130,6 +133,12 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many keyframe requests (viewers joining, their PLI/FIR) reached
+    /// a publisher of this gateway.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.gateway.keyframe_requests.load(Ordering::Relaxed)
     }
 
     /// The sessions running now, as (kind, broadcast) pairs.
@@ -644,7 +653,9 @@ impl Gateway {
             let event = gst_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
                 .build();
-            pad.push_event(event);
+            if pad.push_event(event) {
+                self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
