@@ -33,6 +33,7 @@ pub struct Settings {
     pub auth_token: Option<String>,
     pub connect_timeout_ms: u32,
     pub moq_version: String,
+    pub reconnect: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +47,7 @@ impl Default for Settings {
             auth_token: None,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             moq_version: DEFAULT_MOQ_VERSION.to_string(),
+            reconnect: true,
         }
     }
 }
@@ -84,6 +86,8 @@ pub struct Target {
     pub tls_root_cert: Option<std::path::PathBuf>,
     pub tls_fingerprint: Option<String>,
     pub connect_timeout: Duration,
+    /// Whether losing the relay is survived (redial) or an error.
+    pub reconnect: bool,
     /// Wire versions to offer; empty offers all.
     pub versions: Vec<moq_net::Version>,
 }
@@ -201,6 +205,7 @@ impl Settings {
             tls_root_cert,
             tls_fingerprint,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.into()),
+            reconnect: self.reconnect,
             versions,
         })
     }
@@ -276,6 +281,15 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_CONNECT_TIMEOUT_MS)
             .mutable_ready()
             .build(),
+        glib::ParamSpecBoolean::builder("reconnect")
+            .nick("Reconnect")
+            .blurb(
+                "Survive losing the relay: redial it (see connect-timeout) and carry on \
+                 (moqsrc subscribes again, on the same pads). Off: losing the relay is an error",
+            )
+            .default_value(true)
+            .mutable_ready()
+            .build(),
     ]
 }
 
@@ -298,6 +312,7 @@ pub fn set_property(settings: &mut Settings, value: &glib::Value, pspec: &glib::
         "connect-timeout" => {
             settings.connect_timeout_ms = value.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)
         }
+        "reconnect" => settings.reconnect = value.get().unwrap_or(true),
         _ => return false,
     }
     true
@@ -315,6 +330,7 @@ pub fn property(settings: &Settings, pspec: &glib::ParamSpec) -> Option<glib::Va
         "auth-token" => None::<String>.to_value(),
         "moq-version" => settings.moq_version.to_value(),
         "connect-timeout" => settings.connect_timeout_ms.to_value(),
+        "reconnect" => settings.reconnect.to_value(),
         _ => return None,
     })
 }
@@ -421,15 +437,17 @@ impl StatusCell {
 }
 
 /// Follow the connection until it gives up, keeping `status` current and
-/// notifying the element's `status` property; returns why it gave up.
+/// notifying the element's `status` property; returns why it gave up, or
+/// `None` when it was lost and `reconnect` is off.
 pub async fn monitor<E: IsA<gst::Element>>(
     mut connection: moq_tokio::Connection,
     status: Arc<StatusCell>,
     element: glib::WeakRef<E>,
     cat: gst::DebugCategory,
     target: Target,
-) -> moq_tokio::Error {
+) -> Option<moq_tokio::Error> {
     status.set(Status::Connecting);
+    let mut was_connected = false;
     *status.monitor.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection.monitor());
     loop {
         let (next, err) = match connection.status().await {
@@ -456,8 +474,26 @@ pub async fn monitor<E: IsA<gst::Element>>(
             obj.notify("status");
         }
         if let Some(err) = err {
-            return err;
+            return Some(err);
         }
+        if next == Status::Connected {
+            was_connected = true;
+        } else if was_connected && !target.reconnect {
+            return None;
+        }
+    }
+}
+
+/// The error message for a connection lost while `reconnect` is off.
+pub fn lost_message(target: &Target, write: bool) -> gst::ErrorMessage {
+    let text = format!(
+        "Lost the connection to MoQ relay {} (reconnect is off)",
+        target.display_url()
+    );
+    if write {
+        gst::error_msg!(gst::ResourceError::Write, ("{}", text))
+    } else {
+        gst::error_msg!(gst::ResourceError::Read, ("{}", text))
     }
 }
 

@@ -141,11 +141,14 @@ impl MoqSink {
             );
             let (target, stopping) = (target.clone(), stopping.clone());
             async move {
-                let err = monitored.await;
+                let ended = monitored.await;
                 if !stopping.load(Ordering::SeqCst)
                     && let Some(obj) = element.upgrade()
                 {
-                    obj.post_error_message(connection::failure_message(&target, &err, true));
+                    obj.post_error_message(match ended {
+                        Some(err) => connection::failure_message(&target, &err, true),
+                        None => connection::lost_message(&target, true),
+                    });
                 }
             }
         }));
@@ -186,10 +189,14 @@ impl MoqSink {
     }
 
     fn stop(&self) {
+        // Stopped without EOS is not an end of stream: the tracks and the
+        // catalog are dropped unfinished, so subscribers see the broadcast
+        // lost (and wait for it to come back) rather than ended. Pads that
+        // had EOS were finished then.
         let mut retired = Vec::new();
         for pad in self.sink_pads() {
             let mut state = pad.imp().state();
-            state.finish(&pad);
+            drop(state.publisher.take());
             retired.append(&mut state.retired);
             state.format = None;
             state.segment = None;
@@ -206,9 +213,6 @@ impl MoqSink {
             ticker.abort();
         }
         self.status.set(connection::Status::Idle);
-        if !session.catalog_finished {
-            let _ = session.catalog.finish();
-        }
         // Deliver what the tracks still hold before the broadcast goes away: a
         // subscriber reading behind the live edge (or the relay forwarding to
         // one) gets the end of the stream. Bounded: close() gives up after

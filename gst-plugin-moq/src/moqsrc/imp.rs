@@ -127,6 +127,8 @@ pub struct MoqSrc {
     frames: AtomicU64,
     bytes: AtomicU64,
     discontinuities: AtomicU64,
+    /// Times the broadcast was lost and subscribed to again.
+    resubscriptions: AtomicU64,
     state: Mutex<State>,
     timeline: Arc<Timeline>,
 }
@@ -379,6 +381,18 @@ impl MoqSrc {
         }
     }
 
+    /// The broadcast is back after a loss: its timestamps may start over
+    /// (a restarted publisher), so the next frame anchors the timeline
+    /// again; every track's first frame carries DISCONT.
+    fn resubscribed(&self) {
+        self.resubscriptions.fetch_add(1, Ordering::Relaxed);
+        *self
+            .timeline
+            .anchor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn src_query(&self, pad: &MoqSrcPad, query: &mut gst::QueryRef) -> bool {
         match query.view_mut() {
             gst::QueryViewMut::Latency(q) => {
@@ -419,8 +433,11 @@ async fn run_session(
         // A connection that gave up also ends the broadcast: its reason is the
         // one to report, so it is looked at first.
         biased;
-        err = connection::monitor(connection.clone(), status_cell, element.clone(), *CAT, target.clone()) => {
-            Err(connection::failure_message(&target, &err, false))
+        ended = connection::monitor(connection.clone(), status_cell, element.clone(), *CAT, target.clone()) => {
+            Err(match ended {
+                Some(err) => connection::failure_message(&target, &err, false),
+                None => connection::lost_message(&target, false),
+            })
         }
         followed = follow(&element, &consumer, &target, &scope) => followed,
     };
@@ -511,113 +528,185 @@ fn renditions(
     out
 }
 
+/// How a broadcast stopped being followed.
+enum Ended {
+    /// Its catalog finished: the publisher ended it.
+    Finished,
+    /// It went away without finishing (relay restart, publisher crash or
+    /// restart): it may come back.
+    Lost(String),
+}
+
+/// Follows the broadcast for the element's whole run: pads from its
+/// catalog, one reader per track. When the broadcast is lost rather than
+/// finished, waits for it to come back and goes on on the same pads (a
+/// DISCONT, the timeline re-anchored), unless `reconnect` is off.
 async fn follow(
     element: &glib::WeakRef<super::MoqSrc>,
     consumer: &moq_net::origin::Consumer,
     target: &Target,
     scope: &log::Scope,
 ) -> Result<(), gst::ErrorMessage> {
-    if let Some(obj) = element.upgrade() {
-        gst::info!(
-            CAT,
-            obj = obj,
-            "waiting for broadcast '{}' to be announced",
-            target.broadcast
-        );
-    }
-    let broadcast = consumer
-        .routed_broadcast(target.broadcast.as_str())
-        .await
-        .map_err(|err| {
-            gst::error_msg!(
-                gst::ResourceError::NotFound,
-                (
-                    "Broadcast '{}' is not available at {}: {}",
-                    target.broadcast,
-                    target.display_url(),
-                    err
+    let mut pads = Pads::default();
+    let mut lost_once = false;
+    loop {
+        if let Some(obj) = element.upgrade() {
+            gst::info!(
+                CAT,
+                obj = obj,
+                "waiting for broadcast '{}' to be announced",
+                target.broadcast
+            );
+        }
+        let broadcast = consumer
+            .routed_broadcast(target.broadcast.as_str())
+            .await
+            .map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    (
+                        "Broadcast '{}' is not available at {}: {}",
+                        target.broadcast,
+                        target.display_url(),
+                        err
+                    )
                 )
-            )
-        })?;
-    let catalog_error = |err: &dyn std::fmt::Display| {
-        gst::error_msg!(
-            gst::StreamError::Demux,
-            (
-                "Cannot read the catalog of broadcast '{}': {}",
-                target.broadcast,
-                err
-            )
+            })?;
+        if lost_once && let Some(obj) = element.upgrade() {
+            gst::info!(CAT, obj = obj, "broadcast '{}' is back", target.broadcast);
+            obj.imp().resubscribed();
+        }
+        match follow_once(element, &broadcast, scope, &mut pads).await? {
+            Ended::Finished => {
+                for (tx, _) in pads.senders.values() {
+                    let _ = tx.send(Item::Eos).await;
+                }
+                return Ok(());
+            }
+            Ended::Lost(err) => {
+                if pads.senders.is_empty() {
+                    return Err(catalog_error(target, &err));
+                }
+                if !target.reconnect {
+                    return Err(gst::error_msg!(
+                        gst::ResourceError::Read,
+                        (
+                            "Lost broadcast '{}' at {}: {} (reconnect is off)",
+                            target.broadcast,
+                            target.display_url(),
+                            err
+                        )
+                    ));
+                }
+                if let Some(obj) = element.upgrade() {
+                    gst::element_warning!(
+                        obj,
+                        gst::ResourceError::Read,
+                        (
+                            "Lost broadcast '{}' ({}); waiting for it to come back",
+                            target.broadcast,
+                            err
+                        )
+                    );
+                }
+                lost_once = true;
+                // Let the origin forget the dead broadcast before asking
+                // for it again.
+                broadcast.closed().await;
+            }
+        }
+    }
+}
+
+fn catalog_error(target: &Target, err: &dyn std::fmt::Display) -> gst::ErrorMessage {
+    gst::error_msg!(
+        gst::StreamError::Demux,
+        (
+            "Cannot read the catalog of broadcast '{}': {}",
+            target.broadcast,
+            err
         )
+    )
+}
+
+/// The pads made so far, by track name, with their channel and caps; they
+/// outlive one subscription to the broadcast.
+#[derive(Default)]
+struct Pads {
+    senders: HashMap<String, (mpsc::Sender<Item>, gst::Caps)>,
+    skipped: HashSet<String>,
+    announced: bool,
+}
+
+/// One subscription to the broadcast, until it finishes or is lost.
+async fn follow_once(
+    element: &glib::WeakRef<super::MoqSrc>,
+    broadcast: &moq_net::broadcast::Consumer,
+    scope: &log::Scope,
+    pads: &mut Pads,
+) -> Result<Ended, gst::ErrorMessage> {
+    let catalog_track = match broadcast.track(hang::catalog::Catalog::DEFAULT_NAME) {
+        Ok(track) => track,
+        Err(err) => return Ok(Ended::Lost(err.to_string())),
     };
-    let catalog_track = broadcast
-        .track(hang::catalog::Catalog::DEFAULT_NAME)
-        .map_err(|e| catalog_error(&e))?;
-    let subscriber = catalog_track
+    let subscriber = match catalog_track
         .subscribe(hang::catalog::Catalog::default_subscription())
         .await
-        .map_err(|e| catalog_error(&e))?;
+    {
+        Ok(subscriber) => subscriber,
+        Err(err) => return Ok(Ended::Lost(err.to_string())),
+    };
     let mut catalog = moq_mux::catalog::hang::Consumer::<()>::new(subscriber);
-
-    let mut senders: HashMap<String, (mpsc::Sender<Item>, gst::Caps)> = HashMap::new();
-    let mut skipped = HashSet::new();
+    // Dropped (and so aborted) when the broadcast is lost: the pads stay.
     let mut readers = tokio::task::JoinSet::new();
-    let mut announced = false;
+    let mut reading = HashSet::new();
     loop {
         tokio::select! {
             next = catalog.next() => match next {
                 Ok(Some(update)) => {
-                    for (name, rendition) in renditions(element, &update, &mut skipped) {
-                        if let Some((tx, caps)) = senders.get_mut(&name) {
+                    for (name, rendition) in renditions(element, &update, &mut pads.skipped) {
+                        let tx = if let Some((tx, caps)) = pads.senders.get_mut(&name) {
                             if *caps != rendition.caps {
                                 *caps = rendition.caps.clone();
                                 let _ = tx.send(Item::Caps(rendition.caps)).await;
                             }
-                            continue;
-                        }
-                        let Some(obj) = element.upgrade() else { return Ok(()) };
-                        let Some(tx) = obj.imp().add_rendition(rendition.kind, &name, rendition.caps.clone()) else {
-                            continue;
+                            tx.clone()
+                        } else {
+                            let Some(obj) = element.upgrade() else { return Ok(Ended::Finished) };
+                            let Some(tx) = obj.imp().add_rendition(rendition.kind, &name, rendition.caps.clone()) else {
+                                continue;
+                            };
+                            pads.senders.insert(name.clone(), (tx.clone(), rendition.caps));
+                            tx
                         };
-                        senders.insert(name.clone(), (tx.clone(), rendition.caps));
-                        readers.spawn(scope.wrap(read_track(
-                            element.clone(),
-                            broadcast.clone(),
-                            name,
-                            rendition.container,
-                            tx,
-                        )));
+                        if reading.insert(name.clone()) {
+                            readers.spawn(scope.wrap(read_track(
+                                element.clone(),
+                                broadcast.clone(),
+                                name,
+                                rendition.container,
+                                tx,
+                            )));
+                        }
                     }
-                    if !announced && !senders.is_empty() {
-                        announced = true;
+                    if !pads.announced && !pads.senders.is_empty() {
+                        pads.announced = true;
                         if let Some(obj) = element.upgrade() {
                             obj.no_more_pads();
                         }
                     }
                 }
                 Ok(None) => break,
-                Err(err) => {
-                    if senders.is_empty() {
-                        return Err(catalog_error(&err));
-                    }
-                    // The broadcast went away under us: the readers end their
-                    // pads; say why.
-                    if let Some(obj) = element.upgrade() {
-                        gst::element_warning!(
-                            obj,
-                            gst::StreamError::Demux,
-                            ("Catalog of broadcast '{}' ended: {}", target.broadcast, err)
-                        );
-                    }
-                    break;
-                }
+                // Before any pad this is a bad catalog (follow reports it);
+                // after, the broadcast went away under us.
+                Err(err) => return Ok(Ended::Lost(err.to_string())),
             },
             Some(_) = readers.join_next(), if !readers.is_empty() => {}
         }
     }
-    drop(senders);
-    // The catalog is finished: each track reads to its own end, then EOS.
+    // The catalog is finished: each track reads to its own end.
     while readers.join_next().await.is_some() {}
-    Ok(())
+    Ok(Ended::Finished)
 }
 
 /// Subscribe to one track and hand its frames, in order, to the pad task.
@@ -645,7 +734,6 @@ async fn read_track(
                     ("Cannot subscribe to track '{}': {}", name, err)
                 );
             }
-            let _ = tx.send(Item::Eos).await;
             return;
         }
     };
@@ -669,20 +757,27 @@ async fn read_track(
                     return;
                 }
             }
-            Ok(None) => break,
+            // The track is over: so is its pad.
+            Ok(None) => {
+                let _ = tx.send(Item::Eos).await;
+                return;
+            }
+            // Aborted, most likely with its broadcast: the catalog's end
+            // decides between waiting for it and EOS.
             Err(err) => {
                 if let Some(obj) = element.upgrade() {
-                    gst::element_warning!(
-                        obj,
-                        gst::StreamError::Demux,
-                        ("Track '{}' ended with an error: {}", name, err)
+                    gst::info!(
+                        CAT,
+                        obj = obj,
+                        "track '{}' ended with an error: {}",
+                        name,
+                        err
                     );
                 }
-                break;
+                return;
             }
         }
     }
-    let _ = tx.send(Item::Eos).await;
 }
 
 #[glib::object_subclass]
@@ -751,6 +846,10 @@ impl ObjectImpl for MoqSrc {
                 .field(
                     "discontinuities",
                     self.discontinuities.load(Ordering::Relaxed),
+                )
+                .field(
+                    "resubscriptions",
+                    self.resubscriptions.load(Ordering::Relaxed),
                 )
                 .field_if_some("version", self.status.version())
                 .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64))
