@@ -128,6 +128,55 @@ impl Visit for Line {
     }
 }
 
+/// Removes what may carry a credential from a library's line: URL query
+/// strings (where `?jwt=` travels) and the query of a debug-printed `Url`.
+/// The libraries log the URLs they dial at debug level.
+fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('?') && !text.contains("jwt") && !text.contains("query: Some(") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        // The next place where a query starts: `://...?`, `query: Some("`,
+        // or a bare `jwt=`.
+        let url_query = rest.find("://").and_then(|at| {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '>' || c == ')')
+                .unwrap_or(tail.len());
+            tail[..end].find('?').map(|q| (at + q + 1, at + end))
+        });
+        let debug_query = rest.find("query: Some(\"").map(|at| {
+            let start = at + "query: Some(\"".len();
+            let end = rest[start..].find('"').map_or(rest.len(), |e| start + e);
+            (start, end)
+        });
+        let jwt = rest.find("jwt=").map(|at| {
+            let start = at + "jwt=".len();
+            let end = rest[start..]
+                .find(|c: char| c.is_whitespace() || "&\"')>,".contains(c))
+                .map_or(rest.len(), |e| start + e);
+            (start, end)
+        });
+        let next = [url_query, debug_query, jwt]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(start, _)| *start);
+        match next {
+            Some((start, end)) => {
+                out.push_str(&rest[..start]);
+                out.push_str("<redacted>");
+                rest = &rest[end..];
+            }
+            None => {
+                out.push_str(rest);
+                return std::borrow::Cow::Owned(out);
+            }
+        }
+    }
+}
+
 struct GstForwarder;
 
 impl tracing::Subscriber for GstForwarder {
@@ -172,11 +221,38 @@ impl tracing::Subscriber for GstForwarder {
             glib::gstr!("moq"),
             meta.target(),
             meta.line().unwrap_or(0),
-            format_args!("[{}] {}", meta.target(), line.0),
+            format_args!("[{}] {}", meta.target(), redact(&line.0)),
         );
     }
 
     fn enter(&self, _span: &span::Id) {}
 
     fn exit(&self, _span: &span::Id) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_are_cut() {
+        assert_eq!(
+            redact("connected to https://relay:4443/anon"),
+            "connected to https://relay:4443/anon"
+        );
+        assert_eq!(
+            redact("dialing https://relay:4443/anon?jwt=abc.def.ghi now"),
+            "dialing https://relay:4443/anon?<redacted> now"
+        );
+        assert_eq!(
+            redact(r#"Url { path: "/anon", query: Some("jwt=abc.def"), fragment: None }"#),
+            r#"Url { path: "/anon", query: Some("<redacted>"), fragment: None }"#
+        );
+        assert_eq!(redact("token jwt=abc.def&x=1"), "token jwt=<redacted>&x=1");
+        assert_eq!(
+            redact("a https://r/x?jwt=1 and https://s/y?k=2"),
+            "a https://r/x?<redacted> and https://s/y?<redacted>"
+        );
+        assert_eq!(redact("what? nothing"), "what? nothing");
+    }
 }

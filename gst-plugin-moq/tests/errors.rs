@@ -167,7 +167,7 @@ fn unsupported_caps_are_named() {
 
 /// Publish a broadcast whose catalog track holds `catalog` as is, with the MoQ
 /// library directly; returns what keeps it alive.
-fn publish_raw_catalog(broadcast: &str, catalog: &'static str) -> impl Drop {
+fn publish_raw_catalog(broadcast: &str, catalog: Option<&'static str>) -> impl Drop {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -179,12 +179,14 @@ fn publish_raw_catalog(broadcast: &str, catalog: &'static str) -> impl Drop {
         .publish(broadcast, moq_net::origin::Route::default())
         .unwrap();
     let mut track = producer.create_track("catalog.json", None).unwrap();
-    track
-        .write_frame(
-            moq_net::Timestamp::from_micros(0).unwrap(),
-            catalog.as_bytes(),
-        )
-        .unwrap();
+    if let Some(catalog) = catalog {
+        track
+            .write_frame(
+                moq_net::Timestamp::from_micros(0).unwrap(),
+                catalog.as_bytes(),
+            )
+            .unwrap();
+    }
     let mut config = moq_tokio::connect::Config::default();
     config.tls.insecure = Some(true);
     let client = config
@@ -217,7 +219,7 @@ fn publish_raw_catalog(broadcast: &str, catalog: &'static str) -> impl Drop {
 fn garbage_catalog_is_an_error() {
     init();
     let broadcast = unique_broadcast("garbage");
-    let _live = publish_raw_catalog(&broadcast, "{ this is not a catalog");
+    let _live = publish_raw_catalog(&broadcast, Some("{ this is not a catalog"));
     let p = pipeline(&format!(
         "moqsrc url={} broadcast={broadcast} tls-disable-verify=true ! fakesink",
         RELAY.url()
@@ -233,7 +235,9 @@ fn unknown_codec_is_a_warning() {
     let broadcast = unique_broadcast("theora");
     let _live = publish_raw_catalog(
         &broadcast,
-        r#"{"video":{"renditions":{"0.theora":{"codec":"theora","container":{"kind":"legacy"}}}}}"#,
+        Some(
+            r#"{"video":{"renditions":{"0.theora":{"codec":"theora","container":{"kind":"legacy"}}}}}"#,
+        ),
     );
     let p = pipeline(&format!(
         "moqsrc url={} broadcast={broadcast} tls-disable-verify=true ! fakesink",
@@ -264,4 +268,40 @@ fn unknown_codec_is_a_warning() {
         .is_none()
     );
     p.set_state(gst::State::Null).unwrap();
+}
+
+/// A broadcast nobody publishes: an ERROR naming it once broadcast-timeout
+/// has passed, instead of waiting forever.
+#[test]
+fn missing_broadcast_times_out() {
+    init();
+    let broadcast = unique_broadcast("nobody");
+    let p = pipeline(&format!(
+        "moqsrc url={} broadcast={broadcast} tls-disable-verify=true broadcast-timeout=700 ! fakesink",
+        RELAY.url()
+    ));
+    let took = expect_error(
+        &p,
+        Duration::from_secs(10),
+        &[&broadcast, "did not appear", "broadcast-timeout"],
+    );
+    assert!(took >= Duration::from_millis(700), "{took:?}");
+}
+
+/// A broadcast that is announced but never sends its catalog: an ERROR
+/// once catalog-timeout has passed.
+#[test]
+fn missing_catalog_times_out() {
+    init();
+    let broadcast = unique_broadcast("nocatalog");
+    let _live = publish_raw_catalog(&broadcast, None);
+    let p = pipeline(&format!(
+        "moqsrc url={} broadcast={broadcast} tls-disable-verify=true catalog-timeout=700 ! fakesink",
+        RELAY.url()
+    ));
+    expect_error(
+        &p,
+        Duration::from_secs(10),
+        &[&broadcast, "No catalog", "catalog-timeout"],
+    );
 }

@@ -45,6 +45,41 @@ struct Settings {
     connection: connection::Settings,
     stats_interval_ms: u32,
     latency_ms: u32,
+    waits: Waits,
+}
+
+/// How long moqsrc waits for what it cannot do without; 0 is forever.
+#[derive(Clone, Copy, Debug)]
+struct Waits {
+    broadcast_ms: u32,
+    catalog_ms: u32,
+}
+
+const DEFAULT_BROADCAST_TIMEOUT_MS: u32 = 30_000;
+/// How long a broadcast whose catalog failed may take to close before the
+/// failure counts as the catalog's own.
+const LOSS_SETTLE: Duration = Duration::from_secs(2);
+const DEFAULT_CATALOG_TIMEOUT_MS: u32 = 10_000;
+
+impl Waits {
+    fn broadcast(&self) -> Option<Duration> {
+        (self.broadcast_ms > 0).then(|| Duration::from_millis(self.broadcast_ms.into()))
+    }
+
+    fn catalog(&self) -> Option<Duration> {
+        (self.catalog_ms > 0).then(|| Duration::from_millis(self.catalog_ms.into()))
+    }
+}
+
+/// `fut`, or `None` once `limit` (if any) has passed.
+async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+        None => Some(fut.await),
+    }
 }
 
 impl Default for Settings {
@@ -53,6 +88,10 @@ impl Default for Settings {
             connection: connection::Settings::default(),
             stats_interval_ms: crate::stats::DEFAULT_STATS_INTERVAL_MS,
             latency_ms: DEFAULT_LATENCY_MS,
+            waits: Waits {
+                broadcast_ms: DEFAULT_BROADCAST_TIMEOUT_MS,
+                catalog_ms: DEFAULT_CATALOG_TIMEOUT_MS,
+            },
         }
     }
 }
@@ -143,9 +182,13 @@ impl MoqSrc {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let (target, stats_interval_ms) = {
+        let (target, stats_interval_ms, waits) = {
             let settings = self.settings();
-            (settings.connection.validate()?, settings.stats_interval_ms)
+            (
+                settings.connection.validate()?,
+                settings.stats_interval_ms,
+                settings.waits,
+            )
         };
         gst::info!(
             CAT,
@@ -171,6 +214,7 @@ impl MoqSrc {
         state.session = Some(RUNTIME.spawn(scope.wrap(run_session(
             self.obj().downgrade(),
             target,
+            waits,
             self.status.clone(),
             scope.clone(),
         ))));
@@ -414,6 +458,7 @@ impl MoqSrc {
 async fn run_session(
     element: glib::WeakRef<super::MoqSrc>,
     target: Target,
+    waits: Waits,
     status: Arc<connection::StatusCell>,
     scope: log::Scope,
 ) {
@@ -439,7 +484,7 @@ async fn run_session(
                 None => connection::lost_message(&target, false),
             })
         }
-        followed = follow(&element, &consumer, &target, &scope) => followed,
+        followed = follow(&element, &consumer, &target, waits, &scope) => followed,
     };
     // A connection that gives up closes the origin a moment before it reports
     // why, so the broadcast can fail first: the connection's reason, if it
@@ -545,6 +590,7 @@ async fn follow(
     element: &glib::WeakRef<super::MoqSrc>,
     consumer: &moq_net::origin::Consumer,
     target: &Target,
+    waits: Waits,
     scope: &log::Scope,
 ) -> Result<(), gst::ErrorMessage> {
     let mut pads = Pads::default();
@@ -558,25 +604,39 @@ async fn follow(
                 target.broadcast
             );
         }
-        let broadcast = consumer
-            .routed_broadcast(target.broadcast.as_str())
-            .await
-            .map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::NotFound,
-                    (
-                        "Broadcast '{}' is not available at {}: {}",
-                        target.broadcast,
-                        target.display_url(),
-                        err
-                    )
+        let announced = within(
+            waits.broadcast(),
+            consumer.routed_broadcast(target.broadcast.as_str()),
+        )
+        .await
+        .ok_or_else(|| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                (
+                    "Broadcast '{}' did not {} at {} within {} ms (broadcast-timeout)",
+                    target.broadcast,
+                    if lost_once { "come back" } else { "appear" },
+                    target.display_url(),
+                    waits.broadcast_ms
                 )
-            })?;
+            )
+        })?;
+        let broadcast = announced.map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                (
+                    "Broadcast '{}' is not available at {}: {}",
+                    target.broadcast,
+                    target.display_url(),
+                    err
+                )
+            )
+        })?;
         if lost_once && let Some(obj) = element.upgrade() {
             gst::info!(CAT, obj = obj, "broadcast '{}' is back", target.broadcast);
             obj.imp().resubscribed();
         }
-        match follow_once(element, &broadcast, scope, &mut pads).await? {
+        match follow_once(element, &broadcast, target, waits, scope, &mut pads).await? {
             Ended::Finished => {
                 for (tx, _) in pads.senders.values() {
                     let _ = tx.send(Item::Eos).await;
@@ -598,6 +658,16 @@ async fn follow(
                         )
                     ));
                 }
+                lost_once = true;
+                // Let the origin forget the dead broadcast before asking
+                // for it again. One that stays open was not lost: its
+                // catalog itself failed (e.g. an update that is not JSON).
+                if within(Some(LOSS_SETTLE), broadcast.closed())
+                    .await
+                    .is_none()
+                {
+                    return Err(catalog_error(target, &err));
+                }
                 if let Some(obj) = element.upgrade() {
                     gst::element_warning!(
                         obj,
@@ -609,10 +679,6 @@ async fn follow(
                         )
                     );
                 }
-                lost_once = true;
-                // Let the origin forget the dead broadcast before asking
-                // for it again.
-                broadcast.closed().await;
             }
         }
     }
@@ -642,6 +708,8 @@ struct Pads {
 async fn follow_once(
     element: &glib::WeakRef<super::MoqSrc>,
     broadcast: &moq_net::broadcast::Consumer,
+    target: &Target,
+    waits: Waits,
     scope: &log::Scope,
     pads: &mut Pads,
 ) -> Result<Ended, gst::ErrorMessage> {
@@ -657,12 +725,32 @@ async fn follow_once(
         Err(err) => return Ok(Ended::Lost(err.to_string())),
     };
     let mut catalog = moq_mux::catalog::hang::Consumer::<()>::new(subscriber);
+    // The first catalog, within catalog-timeout: a broadcast without one
+    // has nothing to play.
+    let first = within(waits.catalog(), catalog.next())
+        .await
+        .ok_or_else(|| {
+            gst::error_msg!(
+                gst::StreamError::Demux,
+                (
+                    "No catalog for broadcast '{}' within {} ms (catalog-timeout)",
+                    target.broadcast,
+                    waits.catalog_ms
+                )
+            )
+        })?;
+    let mut first = Some(first);
     // Dropped (and so aborted) when the broadcast is lost: the pads stay.
     let mut readers = tokio::task::JoinSet::new();
     let mut reading = HashSet::new();
     loop {
         tokio::select! {
-            next = catalog.next() => match next {
+            next = async {
+                match first.take() {
+                    Some(first) => first,
+                    None => catalog.next().await,
+                }
+            } => match next {
                 Ok(Some(update)) => {
                     for (name, rendition) in renditions(element, &update, &mut pads.skipped) {
                         let tx = if let Some((tx, caps)) = pads.senders.get_mut(&name) {
@@ -799,7 +887,25 @@ impl ObjectImpl for MoqSrc {
                     .read_only()
                     .build(),
             );
-            props.push(
+            props.extend([
+                glib::ParamSpecUInt::builder("broadcast-timeout")
+                    .nick("Broadcast timeout")
+                    .blurb(
+                        "Milliseconds to wait for the broadcast to be announced (at start, and \
+                         to come back after it was lost) before failing with an error; 0 waits forever",
+                    )
+                    .default_value(DEFAULT_BROADCAST_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("catalog-timeout")
+                    .nick("Catalog timeout")
+                    .blurb(
+                        "Milliseconds to wait for the broadcast's catalog once it is announced \
+                         before failing with an error; 0 waits forever",
+                    )
+                    .default_value(DEFAULT_CATALOG_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("latency")
                     .nick("Latency")
                     .blurb(
@@ -809,7 +915,7 @@ impl ObjectImpl for MoqSrc {
                     .default_value(DEFAULT_LATENCY_MS)
                     .mutable_ready()
                     .build(),
-            );
+            ]);
             props
         });
         PROPERTIES.as_ref()
@@ -822,6 +928,12 @@ impl ObjectImpl for MoqSrc {
         }
         match pspec.name() {
             "latency" => settings.latency_ms = value.get().unwrap_or(DEFAULT_LATENCY_MS),
+            "broadcast-timeout" => {
+                settings.waits.broadcast_ms = value.get().unwrap_or(DEFAULT_BROADCAST_TIMEOUT_MS)
+            }
+            "catalog-timeout" => {
+                settings.waits.catalog_ms = value.get().unwrap_or(DEFAULT_CATALOG_TIMEOUT_MS)
+            }
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
             _ => {}
         }
@@ -834,6 +946,8 @@ impl ObjectImpl for MoqSrc {
         }
         match pspec.name() {
             "latency" => settings.latency_ms.to_value(),
+            "broadcast-timeout" => settings.waits.broadcast_ms.to_value(),
+            "catalog-timeout" => settings.waits.catalog_ms.to_value(),
             "stats-interval" => settings.stats_interval_ms.to_value(),
             "status" => self.status.get().to_value(),
             "stats" => gst::Structure::builder("application/x-moqsrc-stats")
