@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod relay;
 
 use std::net::SocketAddr;
