@@ -335,6 +335,16 @@ pub fn property(settings: &Settings, pspec: &glib::ParamSpec) -> Option<glib::Va
     })
 }
 
+/// An origin whose cache forgets groups nobody touched for `keep` (wall
+/// clock). moq-net's default keeps them 30 s, and every holder of a track
+/// (publisher, relay, each subscriber) keeps its own copy: for a live
+/// stream that is tens of megabytes per element, all of it stale.
+pub fn spawn_origin(keep: Duration) -> moq_net::origin::Producer {
+    let mut config = moq_net::origin::Config::default();
+    config.pool = moq_net::cache::Pool::new(moq_net::cache::Config::default().with_expiry(keep));
+    moq_tokio::origin::spawn_config(config)
+}
+
 /// Which way the media flows over the connection.
 pub enum Role {
     /// Announce and serve the broadcasts of this origin.

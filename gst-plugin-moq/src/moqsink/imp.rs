@@ -16,6 +16,9 @@ use crate::connection::{self, Target};
 use crate::log;
 use crate::runtime::RUNTIME;
 
+/// How long a published group nobody reads stays in memory.
+const PUBLISHED_KEEP: Duration = Duration::from_secs(5);
+
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "moqsink",
@@ -110,7 +113,8 @@ impl MoqSink {
             (settings.connection.validate()?, settings.stats_interval_ms)
         };
         let _guard = RUNTIME.enter();
-        let origin = moq_tokio::origin::spawn();
+        // Groups the relay has taken are not needed here for long.
+        let origin = connection::spawn_origin(PUBLISHED_KEEP);
         // Created unannounced: see `maybe_announce`.
         let mut broadcast = origin
             .create_broadcast(target.broadcast.as_str())

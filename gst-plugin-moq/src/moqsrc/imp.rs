@@ -56,6 +56,8 @@ struct Waits {
 }
 
 const DEFAULT_BROADCAST_TIMEOUT_MS: u32 = 30_000;
+/// How long a received group nobody reads stays in memory.
+const RECEIVED_KEEP: Duration = Duration::from_secs(2);
 /// How long a broadcast whose catalog failed may take to close before the
 /// failure counts as the catalog's own.
 const LOSS_SETTLE: Duration = Duration::from_secs(2);
@@ -462,7 +464,8 @@ async fn run_session(
     status: Arc<connection::StatusCell>,
     scope: log::Scope,
 ) {
-    let origin = moq_tokio::origin::spawn();
+    // Frames go straight to the pads; nothing older than a group is wanted.
+    let origin = connection::spawn_origin(RECEIVED_KEEP);
     let consumer = origin.consume();
     let connection = match connection::connect(&target, connection::Role::Subscribe(origin)) {
         Ok(connection) => connection,
