@@ -168,6 +168,16 @@ fn unsupported_caps_are_named() {
 /// Publish a broadcast whose catalog track holds `catalog` as is, with the MoQ
 /// library directly; returns what keeps it alive.
 fn publish_raw_catalog(broadcast: &str, catalog: Option<&'static str>) -> impl Drop {
+    publish_raw_catalog_with(broadcast, catalog, |_| Vec::new())
+}
+
+/// Like [`publish_raw_catalog`], with more tracks made by `more` (kept alive
+/// with the rest).
+fn publish_raw_catalog_with(
+    broadcast: &str,
+    catalog: Option<&'static str>,
+    more: impl FnOnce(&moq_net::broadcast::Producer) -> Vec<Box<dyn std::any::Any>>,
+) -> impl Drop {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -187,6 +197,7 @@ fn publish_raw_catalog(broadcast: &str, catalog: Option<&'static str>) -> impl D
             )
             .unwrap();
     }
+    let extra = more(&producer);
     let mut config = moq_tokio::connect::Config::default();
     config.tls.insecure = Some(true);
     let client = config
@@ -204,13 +215,12 @@ fn publish_raw_catalog(broadcast: &str, catalog: Option<&'static str>) -> impl D
             drop(runtime);
         }
     }
-    Live(vec![
-        Box::new(runtime),
-        Box::new(connection),
-        Box::new(track),
-        Box::new(producer),
-        Box::new(origin),
-    ])
+    let mut held: Vec<Box<dyn std::any::Any>> =
+        vec![Box::new(runtime), Box::new(connection), Box::new(track)];
+    held.extend(extra);
+    held.push(Box::new(producer));
+    held.push(Box::new(origin));
+    Live(held)
 }
 
 /// A publisher whose catalog is not JSON: moqsrc says so on the bus, no panic,
@@ -303,5 +313,158 @@ fn missing_catalog_times_out() {
         &p,
         Duration::from_secs(10),
         &[&broadcast, "No catalog", "catalog-timeout"],
+    );
+}
+
+/// One frame a hostile publisher writes.
+enum Raw {
+    /// A well-formed legacy frame with this timestamp (µs).
+    At(u64),
+    /// Bytes that are not a frame of the container at all.
+    Garbage(&'static [u8]),
+}
+
+/// Publishes `catalog` and, per track, groups of frames written as given.
+fn publish_hostile(
+    broadcast: &str,
+    catalog: &'static str,
+    tracks: Vec<(&'static str, Vec<Vec<Raw>>)>,
+) -> impl Drop {
+    publish_raw_catalog_with(broadcast, Some(catalog), move |producer| {
+        let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+        for (name, groups) in tracks {
+            let track = producer.create_track(name, None).unwrap();
+            for (sequence, frames) in groups.into_iter().enumerate() {
+                let mut group = track
+                    .create_group(moq_net::group::Info {
+                        sequence: sequence as u64,
+                    })
+                    .unwrap();
+                for frame in frames {
+                    match frame {
+                        Raw::At(us) => hang::container::Frame {
+                            timestamp: moq_net::Timestamp::from_micros(us).unwrap(),
+                            payload: bytes::Bytes::from_static(&[0xfc, 0xff, 0xfe]),
+                        }
+                        .write_to(&mut group)
+                        .unwrap(),
+                        Raw::Garbage(bytes) => group
+                            .write_frame(moq_net::Timestamp::from_micros(0).unwrap(), bytes)
+                            .unwrap(),
+                    }
+                }
+                group.finish().unwrap();
+            }
+            keep.push(Box::new(track));
+        }
+        keep
+    })
+}
+
+/// Frames whose timestamps jump forward by hours play on with sane times
+/// (a WARNING); a track whose timestamps go back by hours, and one whose
+/// frames do not parse, are each skipped with a WARNING; the good track
+/// plays on, no ERROR, no crash.
+#[test]
+fn hostile_frames_are_warnings() {
+    init();
+    let broadcast = unique_broadcast("hostile");
+    let opus =
+        r#"{"codec":"opus","sampleRate":48000,"numberOfChannels":2,"container":{"kind":"legacy"}}"#;
+    // Renditions come out in name order: audio_0, audio_1, audio_2.
+    let catalog: &'static str = Box::leak(
+        format!(r#"{{"audio":{{"renditions":{{"a-jumpy":{opus},"b-backwards":{opus},"c-broken":{opus}}}}}}}"#)
+            .into_boxed_str(),
+    );
+    let hours = 3 * 3600 * 1_000_000u64;
+    let _live = publish_hostile(
+        &broadcast,
+        catalog,
+        vec![
+            (
+                "a-jumpy",
+                vec![
+                    vec![
+                        Raw::At(hours),
+                        Raw::At(hours + 20_000),
+                        Raw::At(hours + 40_000),
+                    ],
+                    // Forward by three hours.
+                    vec![Raw::At(2 * hours), Raw::At(2 * hours + 20_000)],
+                    vec![Raw::At(2 * hours + 40_000)],
+                ],
+            ),
+            (
+                "b-backwards",
+                vec![
+                    vec![Raw::At(hours), Raw::At(hours + 20_000)],
+                    vec![Raw::At(0), Raw::At(20_000)],
+                ],
+            ),
+            (
+                "c-broken",
+                // A varint that promises more bytes than there are.
+                vec![vec![Raw::Garbage(&[0xff]), Raw::Garbage(&[0xc0, 0x01])]],
+            ),
+        ],
+    );
+    let p = pipeline(&format!(
+        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true \
+         src.audio_0 ! fakesink name=jumpy sync=false async=false \
+         src.audio_1 ! fakesink sync=false async=false \
+         src.audio_2 ! fakesink sync=false async=false",
+        RELAY.url()
+    ));
+    let pts: std::sync::Arc<std::sync::Mutex<Vec<gst::ClockTime>>> = Default::default();
+    let seen = pts.clone();
+    p.by_name("jumpy")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(t) = info.buffer().and_then(|b| b.pts()) {
+                seen.lock().unwrap().push(t);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let mut warnings = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline
+        && (pts.lock().unwrap().len() < 6 || warnings.len() < 3)
+    {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) {
+            match msg.view() {
+                gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+                gst::MessageView::Error(e) => panic!("error: {}", e.error()),
+                _ => {}
+            }
+        }
+    }
+    p.set_state(gst::State::Null).unwrap();
+    eprintln!("warnings: {warnings:#?}");
+    let pts = pts.lock().unwrap().clone();
+    assert_eq!(pts.len(), 6, "the jumpy track lost frames: {pts:?}");
+    // Played in order, within a second: no three-hour gap.
+    assert!(pts.windows(2).all(|w| w[1] >= w[0]), "{pts:?}");
+    assert!(pts[5] - pts[0] < gst::ClockTime::from_seconds(1), "{pts:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("audio_0") && w.contains("jumped by 10800")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("'b-backwards'") && w.contains("skipped")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("'c-broken'") && w.contains("skipped")),
+        "{warnings:#?}"
     );
 }

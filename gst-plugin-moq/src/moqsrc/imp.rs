@@ -377,8 +377,26 @@ impl MoqSrc {
                 if discont {
                     self.discontinuities.fetch_add(1, Ordering::Relaxed);
                 }
+                let (played_us, jumped) = pad
+                    .imp()
+                    .continuity
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .next(timestamp_us);
+                let discont = discont || jumped.is_some();
+                if let Some(jump) = jumped {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "Timestamps of {} jumped by {:.1} s; playing on from the previous frame",
+                            pad.name(),
+                            jump as f64 / 1e6
+                        )
+                    );
+                }
                 let obj = self.obj();
-                let pts = self.timeline.running_time(timestamp_us, || {
+                let pts = self.timeline.running_time(played_us, || {
                     obj.current_running_time().unwrap_or(gst::ClockTime::ZERO)
                 });
                 // Wraps the received bytes; no copy.
@@ -432,6 +450,13 @@ impl MoqSrc {
     /// again; every track's first frame carries DISCONT.
     fn resubscribed(&self) {
         self.resubscriptions.fetch_add(1, Ordering::Relaxed);
+        for pad in self.state().pads.iter() {
+            pad.imp()
+                .continuity
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .reset();
+        }
         *self
             .timeline
             .anchor
@@ -856,15 +881,31 @@ async fn read_track(
             // Aborted, most likely with its broadcast: the catalog's end
             // decides between waiting for it and EOS.
             Err(err) => {
+                if within(Some(LOSS_SETTLE), broadcast.closed())
+                    .await
+                    .is_some()
+                {
+                    if let Some(obj) = element.upgrade() {
+                        gst::info!(
+                            CAT,
+                            obj = obj,
+                            "track '{}' ended with its broadcast: {}",
+                            name,
+                            err
+                        );
+                    }
+                    return;
+                }
+                // The broadcast is fine, this track is not (e.g. a frame that
+                // does not parse): skip it, the other tracks play on.
                 if let Some(obj) = element.upgrade() {
-                    gst::info!(
-                        CAT,
-                        obj = obj,
-                        "track '{}' ended with an error: {}",
-                        name,
-                        err
+                    gst::element_warning!(
+                        obj,
+                        gst::StreamError::Demux,
+                        ("Track '{}' failed and is skipped: {}", name, err)
                     );
                 }
+                let _ = tx.send(Item::Eos).await;
                 return;
             }
         }

@@ -12,6 +12,81 @@ use gst::subclass::prelude::*;
 #[derive(Default)]
 pub struct MoqSrcPad {
     pub(super) track: Mutex<Option<String>>,
+    /// Keeps this pad's timestamps continuous over publisher jumps.
+    pub(super) continuity: Mutex<Continuity>,
+}
+
+/// A publisher's timestamps that jump by more than this (back or forward)
+/// between two frames of one track are a broken clock or a restart, not
+/// media: playing them as they are would stall a synchronising sink for
+/// hours or throw frames away as late.
+pub const MAX_STEP_US: u64 = 10_000_000;
+/// Where a frame after a jump lands: just after the one before it.
+const STEP_AFTER_JUMP_US: u64 = 1_000;
+
+/// Per-track timestamp repair: after a jump, later frames are shifted by the
+/// same amount, so their spacing is the publisher's and the track goes on
+/// where it was.
+#[derive(Default, Debug)]
+pub struct Continuity {
+    last_us: Option<u64>,
+    shift_us: i128,
+}
+
+impl Continuity {
+    /// The timestamp to play `timestamp_us` at, and the jump (in µs, signed)
+    /// if this frame is where the publisher's clock jumped.
+    pub fn next(&mut self, timestamp_us: u64) -> (u64, Option<i128>) {
+        let mut jumped = None;
+        if let Some(last) = self.last_us {
+            let step = i128::from(timestamp_us) - i128::from(last);
+            if step.unsigned_abs() > u128::from(MAX_STEP_US) {
+                self.shift_us -= step - i128::from(STEP_AFTER_JUMP_US);
+                jumped = Some(step);
+            }
+        }
+        self.last_us = Some(timestamp_us);
+        let played = (i128::from(timestamp_us) + self.shift_us).clamp(0, i128::from(u64::MAX));
+        (played as u64, jumped)
+    }
+
+    /// Forget the history (a new subscription: the timeline starts over).
+    pub fn reset(&mut self) {
+        *self = Continuity::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_timestamps_are_untouched() {
+        let mut c = Continuity::default();
+        for ts in [0, 33_333, 66_666, 100_000] {
+            assert_eq!(c.next(ts), (ts, None));
+        }
+    }
+
+    #[test]
+    fn jumps_are_absorbed() {
+        let hours = 3 * 3600 * 1_000_000;
+        let mut c = Continuity::default();
+        assert_eq!(c.next(1_000_000), (1_000_000, None));
+        // Forward by three hours: played 1 ms after the last frame.
+        let (played, jump) = c.next(1_000_000 + hours);
+        assert_eq!(played, 1_001_000);
+        assert_eq!(jump, Some(i128::from(hours)));
+        // Later frames keep the publisher's spacing.
+        assert_eq!(c.next(1_033_333 + hours), (1_034_333, None));
+        // Back by hours (to 0): again just after.
+        let (played, jump) = c.next(0);
+        assert_eq!(played, 1_035_333);
+        assert!(jump.unwrap() < 0);
+        assert_eq!(c.next(20_000).0, 1_055_333);
+        c.reset();
+        assert_eq!(c.next(5), (5, None));
+    }
 }
 
 #[glib::object_subclass]
