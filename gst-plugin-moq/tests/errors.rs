@@ -468,3 +468,58 @@ fn hostile_frames_are_warnings() {
         "{warnings:#?}"
     );
 }
+
+/// Catalogs with absurd sizes or missing fields: each is a WARNING (that
+/// rendition skipped) or an ERROR naming the catalog, never a crash or a hang.
+#[test]
+fn odd_catalogs_are_reported() {
+    init();
+    let cases: [(&str, &'static str); 4] = [
+        (
+            "huge",
+            r#"{"video":{"renditions":{"v":{"codec":"avc1.42c01f","codedWidth":4294967295,"codedHeight":4294967295,"framerate":1e300,"container":{"kind":"legacy"}}}}}"#,
+        ),
+        (
+            "nocodec",
+            r#"{"video":{"renditions":{"v":{"codedWidth":640,"container":{"kind":"legacy"}}}}}"#,
+        ),
+        (
+            "noaudiofields",
+            r#"{"audio":{"renditions":{"a":{"codec":"opus","container":{"kind":"legacy"}}}}}"#,
+        ),
+        (
+            "zerochannels",
+            r#"{"audio":{"renditions":{"a":{"codec":"opus","sampleRate":0,"numberOfChannels":0,"container":{"kind":"legacy"}}}}}"#,
+        ),
+    ];
+    for (name, catalog) in cases {
+        let broadcast = unique_broadcast(name);
+        let _live = publish_raw_catalog(&broadcast, Some(catalog));
+        let p = pipeline(&format!(
+            "moqsrc url={} broadcast={broadcast} tls-disable-verify=true catalog-timeout=3000 ! fakesink",
+            RELAY.url()
+        ));
+        p.set_state(gst::State::Playing).unwrap();
+        let msg = p
+            .bus()
+            .unwrap()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(10),
+                &[gst::MessageType::Warning, gst::MessageType::Error],
+            )
+            .unwrap_or_else(|| panic!("{name}: no message about the catalog"));
+        let text = match msg.view() {
+            gst::MessageView::Warning(w) => format!("WARNING {}", w.error()),
+            gst::MessageView::Error(e) => format!("ERROR {}", e.error()),
+            _ => unreachable!(),
+        };
+        eprintln!("{name}: {text}");
+        // Refused as a catalog, skipped as a rendition, or (sizes that
+        // parse) a track that is not there: each said, none a crash.
+        assert!(
+            text.contains("catalog") || text.contains("track '"),
+            "{name}: {text}"
+        );
+        p.set_state(gst::State::Null).unwrap();
+    }
+}
