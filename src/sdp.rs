@@ -160,6 +160,68 @@ pub fn fix_offer(offer: &str) -> String {
     join_lines(&out)
 }
 
+/// The `a=mid:` of each media section, in order.
+fn mids(lines: &[&str]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("m=") {
+            let mid = section_lines(lines, i)
+                .iter()
+                .find_map(|l| l.strip_prefix("a=mid:"))
+                .map(|m| m.trim().to_owned());
+            out.push(mid);
+        }
+    }
+    out
+}
+
+/// Puts the answer's media sections in the offer's order (matched by
+/// `a=mid`). whepserversink sometimes answers audio before video when the
+/// offer had video first, and browsers reject an answer whose m-lines are
+/// out of order. An answer that does not carry exactly the offer's mids is
+/// returned as it is.
+pub fn align_answer(offer: &str, answer: &str) -> String {
+    let offer_lines = split_lines(offer);
+    let answer_lines = split_lines(answer);
+    let wanted = mids(&offer_lines);
+    let have = mids(&answer_lines);
+    let same_set = wanted.len() == have.len()
+        && wanted.iter().all(|m| m.is_some() && have.contains(m))
+        && have.iter().all(|m| wanted.contains(m));
+    if !same_set || wanted == have {
+        return answer.to_owned();
+    }
+    let first = answer_lines
+        .iter()
+        .position(|l| l.starts_with("m="))
+        .unwrap_or(answer_lines.len());
+    let mut sections: Vec<(Option<String>, &[&str])> = Vec::new();
+    let mut i = first;
+    while i < answer_lines.len() {
+        let section = section_lines(&answer_lines, i);
+        let mid = section
+            .iter()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .map(|m| m.trim().to_owned());
+        sections.push((mid, section));
+        i += section.len();
+    }
+    let order: Vec<&str> = wanted.iter().flatten().map(String::as_str).collect();
+    let mut out: Vec<String> = answer_lines[..first]
+        .iter()
+        .map(|l| match l.strip_prefix("a=group:BUNDLE ") {
+            Some(_) => format!("a=group:BUNDLE {}", order.join(" ")),
+            None => (*l).to_owned(),
+        })
+        .collect();
+    for mid in &wanted {
+        if let Some((_, section)) = sections.iter().find(|(m, _)| m == mid) {
+            out.extend(section.iter().map(|l| (*l).to_owned()));
+        }
+    }
+    join_lines(&out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +308,23 @@ a=rtpmap:97 OPUS/48000/2\r\n";
         assert!(fixed.contains("m=audio 9 UDP/TLS/RTP/SAVPF 97\r\n"));
         // Idempotent.
         assert_eq!(fix_offer(&fixed), fixed);
+    }
+
+    #[test]
+    fn answers_follow_the_offers_order() {
+        let offer = "v=0\r\na=group:BUNDLE v a\r\nm=video 9 RTP 96\r\na=mid:v\r\nm=audio 9 RTP 111\r\na=mid:a\r\n";
+        let swapped = "v=0\r\na=group:BUNDLE a v\r\nm=audio 9 RTP 111\r\na=mid:a\r\na=sendonly\r\n\
+                       m=video 9 RTP 96\r\na=mid:v\r\na=sendonly\r\n";
+        assert_eq!(
+            align_answer(offer, swapped),
+            "v=0\r\na=group:BUNDLE v a\r\nm=video 9 RTP 96\r\na=mid:v\r\na=sendonly\r\n\
+             m=audio 9 RTP 111\r\na=mid:a\r\na=sendonly\r\n"
+        );
+        // In order already, or not the offer's mids: untouched.
+        let aligned = align_answer(offer, swapped);
+        assert_eq!(align_answer(offer, &aligned), aligned);
+        let other = "v=0\r\nm=audio 9 RTP 111\r\na=mid:x\r\n";
+        assert_eq!(align_answer(offer, other), other);
     }
 
     #[test]

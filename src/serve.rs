@@ -584,6 +584,7 @@ impl Gateway {
                 let _ = tx.send(reply);
             }
         });
+        let offer_text = offer.clone();
         signaller(&session.webrtc).emit_by_name::<()>(
             "post",
             &[
@@ -603,10 +604,22 @@ impl Gateway {
             .ok()
             .and_then(|s| StatusCode::from_u16(s as u16).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = reply
+        let mut body = reply
             .get::<glib::Bytes>("body")
             .map(|b| b.to_vec())
             .unwrap_or_default();
+        if status == StatusCode::CREATED
+            && let Ok(answer) = std::str::from_utf8(&body)
+        {
+            let aligned = sdp::align_answer(&offer_text, answer);
+            if aligned != answer {
+                eprintln!(
+                    "session {}: the answer's m-lines put in the offer's order",
+                    session.id
+                );
+            }
+            body = aligned.into_bytes();
+        }
         let mut builder = with_cors(Response::builder().status(status));
         if let Ok(headers) = reply.get::<gst::Structure>("headers") {
             for (name, value) in headers.iter() {

@@ -11,7 +11,10 @@
 
 use gst::glib;
 
+#[cfg(not(feature = "fuzzing"))]
 mod catalog;
+#[cfg(feature = "fuzzing")]
+pub mod catalog;
 mod connection;
 mod log;
 mod moqsink;
