@@ -213,12 +213,17 @@ impl MoqSrc {
             stats_interval_ms,
         );
         let scope = log::Scope::new(*CAT, &*self.obj());
-        state.session = Some(RUNTIME.spawn(scope.wrap(run_session(
+        let broadcast = target.broadcast.clone();
+        state.session = Some(RUNTIME.spawn(scope.wrap(contain_panics(
             self.obj().downgrade(),
-            target,
-            waits,
-            self.status.clone(),
-            scope.clone(),
+            broadcast,
+            scope.wrap(run_session(
+                self.obj().downgrade(),
+                target,
+                waits,
+                self.status.clone(),
+                scope.clone(),
+            )),
         ))));
         Ok(())
     }
@@ -477,6 +482,48 @@ impl MoqSrc {
 
     fn post_error(&self, msg: gst::ErrorMessage) {
         self.post_error_message(msg);
+    }
+}
+
+/// Runs `session` as a task of its own and turns a panic in it into an
+/// ERROR. The MoQ libraries parse what the network sends on this task, and
+/// some of them panic on hostile input (hang 0.21 on a non-ASCII H.264 codec
+/// string, found by fuzzing): without this the session would just vanish
+/// and moqsrc would wait forever. Aborting this future aborts the session.
+async fn contain_panics(
+    element: glib::WeakRef<super::MoqSrc>,
+    broadcast: String,
+    session: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(session);
+    let _guard = AbortOnDrop(task.abort_handle());
+    if let Err(err) = task.await
+        && err.is_panic()
+    {
+        let panic = err.into_panic();
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        if let Some(obj) = element.upgrade() {
+            obj.imp().status.set(connection::Status::Failed);
+            obj.imp().post_error(gst::error_msg!(
+                gst::StreamError::Failed,
+                (
+                    "Reading broadcast '{}' failed: a MoQ library panicked on what the \
+                     publisher sent: {}",
+                    broadcast,
+                    why
+                )
+            ));
+        }
     }
 }
 
