@@ -4,7 +4,7 @@
 //! description cannot express for the gateways.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -75,7 +75,7 @@ pub fn end_stream_with_session(element: &gst::Element) {
     });
     element.connect_pad_removed(move |element, pad| {
         let peer = {
-            let mut links = links.lock().unwrap();
+            let mut links = links.lock().unwrap_or_else(PoisonError::into_inner);
             let at = links
                 .iter()
                 .position(|(p, _)| p.upgrade().as_ref() == Some(pad));

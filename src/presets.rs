@@ -52,7 +52,7 @@ impl Video {
     /// What sits between a WebRTC source pad and moqsink: a parser where
     /// the depayloaded stream is not yet in whole frames, else a caps
     /// filter that makes webrtcsrc stop at the encoded format.
-    fn ingest_chain(self) -> &'static str {
+    pub fn ingest_chain(self) -> &'static str {
         match self {
             // webrtcsrc leaves H.264/H.265 as NAL units; moqsink wants
             // whole access units.
@@ -73,6 +73,12 @@ impl Video {
         }
     }
 }
+
+/// What sits between a WebRTC source's audio pad and moqsink: Opus only.
+pub const AUDIO_INGEST_CHAIN: &str = "capsfilter caps=audio/x-opus";
+/// What decodebin3 stops at in front of a WebRTC sink: Opus passes through,
+/// anything else (AAC) is decoded and the WebRTC sink encodes Opus.
+pub const AUDIO_EGRESS_CAPS: &str = "audio/x-opus;audio/x-raw";
 
 /// The four gateway directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +193,7 @@ pub fn describe(preset: Preset, opts: &Options) -> String {
                 "{source} stun-server={stun} video-codecs=\"<{codec}>\" audio-codecs=\"<OPUS>\" \
                  moqsink name=moq url={relay} broadcast={broadcast} \
                  webrtc.video_0 ! queue ! {chain} ! moq.video_0 \
-                 webrtc.audio_0 ! queue ! capsfilter caps=audio/x-opus ! moq.audio_0",
+                 webrtc.audio_0 ! queue ! {AUDIO_INGEST_CHAIN} ! moq.audio_0",
                 stun = opts.stun(),
                 codec = video.webrtc_name(),
                 chain = video.ingest_chain(),
@@ -216,7 +222,7 @@ pub fn describe(preset: Preset, opts: &Options) -> String {
                  {sink} stun-server={stun} congestion-control=disabled \
                  video-caps={vcaps} audio-caps=audio/x-opus \
                  moq.video_0 ! queue ! webrtc.video_0 \
-                 moq.audio_0 ! queue ! decodebin3 caps=\"audio/x-opus;audio/x-raw\" ! queue ! webrtc.audio_0",
+                 moq.audio_0 ! queue ! decodebin3 caps=\"{AUDIO_EGRESS_CAPS}\" ! queue ! webrtc.audio_0",
                 stun = opts.stun(),
                 vcaps = video.egress_caps(),
             );

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -33,7 +33,7 @@ use gst::prelude::*;
 use warp::Filter;
 use warp::http::{Method, Response, StatusCode};
 
-use crate::presets::Video;
+use crate::presets::{self, Video};
 use crate::sdp;
 
 /// How long a WHEP offer waits for its broadcast to appear by default.
@@ -143,7 +143,11 @@ impl Server {
 
     /// The sessions running now, as (kind, broadcast) pairs.
     pub fn sessions(&self) -> Vec<(&'static str, String)> {
-        let sessions = self.gateway.sessions.lock().unwrap();
+        let sessions = self
+            .gateway
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         sessions
             .values()
             .map(|s| {
@@ -165,7 +169,13 @@ impl Drop for Server {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let sessions: Vec<_> = self.gateway.sessions.lock().unwrap().drain().collect();
+        let sessions: Vec<_> = self
+            .gateway
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
         for (_, session) in sessions {
             teardown(&session);
         }
@@ -383,7 +393,7 @@ impl Gateway {
                 "the offer has no video in H.264, VP8, VP9 or H.265 and no audio".into(),
             ));
         }
-        let mut sessions = self.sessions.lock().unwrap();
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         if sessions
             .values()
             .any(|s| s.kind == Kind::Ingest && s.broadcast == broadcast)
@@ -548,7 +558,7 @@ impl Gateway {
         let (ready, wait) = tokio::sync::oneshot::channel();
         let ready = Mutex::new(Some(ready));
         src.connect_no_more_pads(move |_| {
-            if let Some(ready) = ready.lock().unwrap().take() {
+            if let Some(ready) = ready.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 let _ = ready.send(());
             }
         });
@@ -580,7 +590,7 @@ impl Gateway {
         let tx = Mutex::new(Some(tx));
         let promise = gst::Promise::with_change_func(move |reply| {
             let reply = reply.ok().flatten().map(|s| s.to_owned());
-            if let Some(tx) = tx.lock().unwrap().take() {
+            if let Some(tx) = tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 let _ = tx.send(reply);
             }
         });
@@ -636,12 +646,24 @@ impl Gateway {
         if status == StatusCode::CREATED {
             builder = builder.header("Location", format!("/session/{}", session.id));
         }
-        builder.body(body).expect("a valid response")
+        // A header the element made that HTTP cannot carry is its bug, not
+        // a reason to drop the connection.
+        builder.body(body).unwrap_or_else(|err| {
+            text_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the WebRTC element's answer is not valid HTTP: {err}"),
+            )
+        })
     }
 
     /// Ends a session; false if there is none with that id.
     fn end(&self, id: &str) -> bool {
-        let Some(session) = self.sessions.lock().unwrap().remove(id) else {
+        let Some(session) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+        else {
             return false;
         };
         // Never block the caller: it may be a streaming thread or the
@@ -658,10 +680,15 @@ impl Gateway {
         let pad = self
             .sessions
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .find(|s| s.kind == Kind::Ingest && s.broadcast == broadcast)
-            .and_then(|s| s.video_sink.lock().unwrap().clone());
+            .and_then(|s| {
+                s.video_sink
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            });
         if let Some(pad) = pad {
             let event = gst_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
@@ -732,16 +759,15 @@ fn link_ingest(
 ) -> anyhow::Result<()> {
     let is_video = pad.name().starts_with("video");
     let queue = gst::ElementFactory::make("queue").build()?;
-    let shape = if is_video {
-        match video.context("video the offer did not carry")? {
-            Video::H264 => gst::ElementFactory::make("h264parse").build()?,
-            Video::H265 => gst::ElementFactory::make("h265parse").build()?,
-            Video::Vp8 => capsfilter("video/x-vp8")?,
-            Video::Vp9 => capsfilter("video/x-vp9")?,
-        }
+    // The same chain the presets use, so both gateways carry alike.
+    let chain = if is_video {
+        video
+            .context("video the offer did not carry")?
+            .ingest_chain()
     } else {
-        capsfilter("audio/x-opus")?
+        presets::AUDIO_INGEST_CHAIN
     };
+    let shape = gst::parse::bin_from_description(chain, true)?.upcast::<gst::Element>();
     pipeline.add_many([&queue, &shape])?;
     queue.link(&shape)?;
     let target = sink
@@ -755,15 +781,12 @@ fn link_ingest(
     shape.sync_state_with_parent()?;
     pad.link(&queue.static_pad("sink").context("no sink pad")?)?;
     if is_video {
-        *session.video_sink.lock().unwrap() = Some(target);
+        *session
+            .video_sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(target);
     }
     Ok(())
-}
-
-fn capsfilter(caps: &str) -> anyhow::Result<gst::Element> {
-    Ok(gst::ElementFactory::make("capsfilter")
-        .property("caps", caps.parse::<gst::Caps>()?)
-        .build()?)
 }
 
 /// moqsrc pad -> queue -> whepserversink; audio that is not Opus is decoded
@@ -799,7 +822,7 @@ fn link_egress(
         });
     } else {
         let decode = gst::ElementFactory::make("decodebin3")
-            .property("caps", "audio/x-opus; audio/x-raw".parse::<gst::Caps>()?)
+            .property("caps", presets::AUDIO_EGRESS_CAPS.parse::<gst::Caps>()?)
             .build()?;
         let out = gst::ElementFactory::make("queue").build()?;
         pipeline.add_many([&decode, &out])?;

@@ -132,6 +132,11 @@ impl Timeline {
             base_rt.saturating_sub(gst::ClockTime::from_useconds(base_us - timestamp_us))
         }
     }
+
+    /// The next frame anchors the mapping again.
+    fn reset(&self) {
+        *self.anchor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 struct State {
@@ -199,11 +204,7 @@ impl MoqSrc {
             target.broadcast,
             target.display_url()
         );
-        *self
-            .timeline
-            .anchor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.timeline.reset();
         let mut state = self.state();
         state.group_id = gst::GroupId::next();
         state.flow_combiner.reset();
@@ -462,11 +463,7 @@ impl MoqSrc {
                 .unwrap_or_else(|e| e.into_inner())
                 .reset();
         }
-        *self
-            .timeline
-            .anchor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.timeline.reset();
     }
 
     fn src_query(&self, pad: &MoqSrcPad, query: &mut gst::QueryRef) -> bool {
