@@ -8,105 +8,14 @@
 //! Needs `chromium` (or `CHROMIUM=/path`); without it the test says so and
 //! passes, unless `GST_MOQ_BROWSER_REQUIRED=1` (set by CI) makes it fail.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use moq_gateway::serve::{Options, Server};
 
 mod common;
+use common::browser::{Browser, chromium};
 use common::*;
-
-fn chromium() -> Option<String> {
-    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if std::path::Path::new(&path).exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("GST_MOQ_BROWSER_REQUIRED").as_deref() != Ok("1"),
-        "GST_MOQ_BROWSER_REQUIRED=1 but there is no Chromium at {path}"
-    );
-    eprintln!("SKIPPED: no Chromium at {path} (install Debian's chromium or set CHROMIUM)");
-    None
-}
-
-/// A headless Chromium on one page, killed when dropped. Keeps the last
-/// number its page logged after `label`.
-struct Browser {
-    child: Child,
-    profile: std::path::PathBuf,
-    last: Arc<AtomicU64>,
-}
-
-impl Browser {
-    fn open(binary: &str, url: &str, label: &'static str) -> Browser {
-        let profile = std::env::temp_dir().join(unique("chromium-profile"));
-        let mut child = Command::new(binary)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                "--autoplay-policy=no-user-gesture-required",
-                "--enable-logging=stderr",
-                "--v=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("Chromium starts");
-        let last = Arc::new(AtomicU64::new(0));
-        let seen = last.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // console.log lines: ... "moq-gateway: framesDecoded 42", source: ...
-                let Some(at) = line.find("moq-gateway:") else {
-                    continue;
-                };
-                let text = &line[at..];
-                if text.contains("error") {
-                    eprintln!("page: {text}");
-                }
-                if let Some(rest) = text.split(label).nth(1)
-                    && let Some(n) = rest
-                        .split(|c: char| !c.is_ascii_digit())
-                        .find(|s| !s.is_empty())
-                        .and_then(|s| s.parse().ok())
-                {
-                    seen.store(n, Ordering::SeqCst);
-                }
-            }
-        });
-        Browser {
-            child,
-            profile,
-            last,
-        }
-    }
-
-    fn last(&self) -> u64 {
-        self.last.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
 
 fn browser_round_trip(codec: &str) {
     let Some(binary) = chromium() else {
@@ -127,32 +36,27 @@ fn browser_round_trip(codec: &str) {
     let publisher = Browser::open(
         &binary,
         &format!("{page}?publish={broadcast}&codec={codec}"),
-        "framesEncoded",
+        "moq-gateway:",
     );
     // The browser's camera reaches MoQ: a moqsrc decodes it.
     let (subscriber, counts) = moq_subscriber(&broadcast);
     wait_for_frames(&counts, 30, Duration::from_secs(40), &[&subscriber]);
-    assert!(publisher.last() > 0, "the publishing page logged no frames");
+    assert!(
+        publisher.value("framesEncoded") > 0,
+        "the publishing page logged no frames: {:#?}",
+        publisher.recent(10)
+    );
 
     // A second page watches over WHEP.
     let viewer = Browser::open(
         &binary,
         &format!("{page}?watch={broadcast}"),
-        "framesDecoded",
+        "moq-gateway:",
     );
-    let start = Instant::now();
-    while viewer.last() < 30 {
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "the WHEP page decoded {} frames in {:?}",
-            viewer.last(),
-            start.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let first = viewer.last();
+    viewer.wait_for("framesDecoded", 30, Duration::from_secs(40));
+    let first = viewer.value("framesDecoded");
     std::thread::sleep(Duration::from_secs(2));
-    let later = viewer.last();
+    let later = viewer.value("framesDecoded");
     eprintln!("{codec}: the WHEP page decoded {first} then {later} frames");
     assert!(later > first, "framesDecoded stopped at {first}");
     subscriber.check();

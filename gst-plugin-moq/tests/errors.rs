@@ -322,6 +322,9 @@ enum Raw {
     At(u64),
     /// Bytes that are not a frame of the container at all.
     Garbage(&'static [u8]),
+    /// Ends the track here, with this group left unfinished (a publisher
+    /// that stops mid-group).
+    Cut,
 }
 
 /// Publishes `catalog` and, per track, groups of frames written as given.
@@ -334,7 +337,7 @@ fn publish_hostile(
         let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
         for (name, groups) in tracks {
             let track = producer.create_track(name, None).unwrap();
-            for (sequence, frames) in groups.into_iter().enumerate() {
+            'groups: for (sequence, frames) in groups.into_iter().enumerate() {
                 let mut group = track
                     .create_group(moq_net::group::Info {
                         sequence: sequence as u64,
@@ -351,6 +354,11 @@ fn publish_hostile(
                         Raw::Garbage(bytes) => group
                             .write_frame(moq_net::Timestamp::from_micros(0).unwrap(), bytes)
                             .unwrap(),
+                        Raw::Cut => {
+                            track.finish().unwrap();
+                            keep.push(Box::new(group));
+                            break 'groups;
+                        }
                     }
                 }
                 group.finish().unwrap();
@@ -527,4 +535,102 @@ fn odd_catalogs_are_reported() {
         );
         p.set_state(gst::State::Null).unwrap();
     }
+}
+
+/// A track that ends in the middle of a group: what arrived of it plays, its
+/// pad ends with EOS, the broadcast's other track plays on; no ERROR, no hang.
+#[test]
+fn track_ending_mid_group() {
+    init();
+    let broadcast = unique_broadcast("cut");
+    let opus =
+        r#"{"codec":"opus","sampleRate":48000,"numberOfChannels":2,"container":{"kind":"legacy"}}"#;
+    let catalog: &'static str = Box::leak(
+        format!(r#"{{"audio":{{"renditions":{{"a-cut":{opus},"b-good":{opus}}}}}}}"#)
+            .into_boxed_str(),
+    );
+    let _live = publish_hostile(
+        &broadcast,
+        catalog,
+        vec![
+            (
+                "a-cut",
+                vec![
+                    vec![Raw::At(0), Raw::At(20_000)],
+                    vec![Raw::At(40_000), Raw::At(60_000), Raw::Cut],
+                ],
+            ),
+            (
+                "b-good",
+                vec![
+                    vec![Raw::At(0), Raw::At(20_000)],
+                    vec![Raw::At(40_000), Raw::At(60_000)],
+                    vec![Raw::At(80_000)],
+                ],
+            ),
+        ],
+    );
+    let p = pipeline(&format!(
+        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true \
+         src.audio_0 ! fakesink name=cut sync=false async=false \
+         src.audio_1 ! fakesink name=good sync=false async=false",
+        RELAY.url()
+    ));
+    let counter = |name: &str| {
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let eos = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, ended) = (n.clone(), eos.clone());
+        p.by_name(name)
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    if info.buffer().is_some() {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    if info
+                        .event()
+                        .is_some_and(|e| e.type_() == gst::EventType::Eos)
+                    {
+                        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        (n, eos)
+    };
+    let (cut, cut_eos) = counter("cut");
+    let (good, _) = counter("good");
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let load = |n: &std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+        n.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    while std::time::Instant::now() < deadline
+        && !(cut_eos.load(std::sync::atomic::Ordering::SeqCst) && load(&good) >= 5)
+    {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50))
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            panic!("error: {} ({:?})", e.error(), e.debug());
+        }
+    }
+    p.set_state(gst::State::Null).unwrap();
+    eprintln!(
+        "cut track: {} frames, EOS {}; good track: {} frames",
+        load(&cut),
+        cut_eos.load(std::sync::atomic::Ordering::SeqCst),
+        load(&good)
+    );
+    assert!(
+        cut_eos.load(std::sync::atomic::Ordering::SeqCst),
+        "the cut track's pad never ended"
+    );
+    // Its first group whole; of the cut one, what was written (or nothing,
+    // if the relay dropped the unfinished group).
+    assert!((2..=4).contains(&load(&cut)), "{} frames", load(&cut));
+    assert_eq!(load(&good), 5, "the other track lost frames");
 }

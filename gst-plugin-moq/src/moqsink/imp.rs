@@ -35,6 +35,9 @@ const DEFAULT_MAX_GROUP_DURATION_MS: u32 = 2000;
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 /// How long stopping waits for the relay to take the data still queued.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
+/// At most one keyframe request a second while keyframes come without
+/// their parameter sets.
+const PARAMS_RETRY: gst::ClockTime = gst::ClockTime::from_seconds(1);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -615,6 +618,39 @@ impl MoqSink {
                 if state.keyframe_requested.is_none() {
                     state.keyframe_requested = Some(running_time);
                     *request_keyframe = true;
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(WriteError::NoParameterSets(names)) => {
+                // Dropped like a delta frame before the first keyframe:
+                // nothing in its group decodes. Ask for one with headers.
+                state.dropped += 1;
+                state.need_keyframe = true;
+                // Encoders answer every request with a keyframe, and each
+                // would come back here: ask at most once per PARAMS_RETRY.
+                state.keyframe_requested = Some(running_time);
+                if state
+                    .params_requested
+                    .is_none_or(|at| running_time.saturating_sub(at) >= PARAMS_RETRY)
+                {
+                    state.params_requested = Some(running_time);
+                    *request_keyframe = true;
+                }
+                let warn = !std::mem::replace(&mut state.warned_params, true);
+                drop(state);
+                if warn {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "Keyframe without {} on {}: dropped until one carries them",
+                            names,
+                            pad.name()
+                        ),
+                        [
+                            "the stream never carried them in band; h264parse/h265parse config-interval=-1 adds them to every keyframe if they are known upstream"
+                        ]
+                    );
                 }
                 Ok(gst::FlowSuccess::Ok)
             }

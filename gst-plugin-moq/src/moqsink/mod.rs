@@ -30,6 +30,7 @@ use gst::prelude::*;
 
 mod imp;
 mod pad;
+mod paramsets;
 mod publish;
 
 glib::wrapper! {

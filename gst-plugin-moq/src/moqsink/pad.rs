@@ -45,6 +45,10 @@ pub struct PadState {
     /// Where the last published frame ends (running time plus duration), to
     /// close the last group at EOS.
     pub last_end: Option<gst::ClockTime>,
+    /// A keyframe without parameter sets was reported (once per pad).
+    pub warned_params: bool,
+    /// Running time of the last keyframe request for parameter sets.
+    pub params_requested: Option<gst::ClockTime>,
     pub frames: u64,
     pub bytes: u64,
     pub groups: u64,

@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use moq_mux::codec;
 
+use super::paramsets::{self, ParamSets};
 use crate::catalog::{SinkFormat, VideoHints};
 
 /// Why a frame was not published.
@@ -17,6 +18,9 @@ pub enum WriteError {
     NeedKeyframe,
     /// A timestamp below what the track already published.
     Rewind,
+    /// A byte-stream keyframe without parameter sets, and none seen before
+    /// to repeat: undecodable for anyone who joins at it. Names them.
+    NoParameterSets(&'static str),
     Other(moq_mux::Error),
 }
 
@@ -44,6 +48,8 @@ enum Importer {
 pub struct Publisher {
     importer: Importer,
     name: String,
+    /// Byte-stream H.264/H.265: the parameter sets every keyframe must carry.
+    params: Option<ParamSets>,
 }
 
 fn video_hint(hints: &VideoHints) -> moq_mux::catalog::VideoHint {
@@ -119,9 +125,15 @@ impl Publisher {
                 Importer::Aac(codec::aac::Import::new(track, reserved, config)?)
             }
         };
+        let params = match format {
+            SinkFormat::H264 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H264)),
+            SinkFormat::H265 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H265)),
+            _ => None,
+        };
         Ok(Self {
             importer,
             name: name.to_string(),
+            params,
         })
     }
 
@@ -157,7 +169,9 @@ impl Publisher {
     }
 
     /// Publish one whole frame (an access unit, temporal unit or audio packet).
-    /// `payload` shares the GStreamer buffer's memory: nothing is copied here.
+    /// `payload` shares the GStreamer buffer's memory: nothing is copied here,
+    /// except a byte-stream keyframe that lacks its parameter sets (they are
+    /// put in front so a subscriber joining there can decode).
     /// Video keyframes open a new MoQ group; every audio packet is a group of its
     /// own, so the relay forwards it without waiting for the next.
     pub fn write(
@@ -166,6 +180,12 @@ impl Publisher {
         timestamp: moq_net::Timestamp,
         keyframe: bool,
     ) -> Result<(), WriteError> {
+        let payload = match &mut self.params {
+            Some(params) if keyframe => params
+                .complete(payload)
+                .map_err(|_| WriteError::NoParameterSets(params.codec().names()))?,
+            _ => payload,
+        };
         let frame = || moq_mux::container::Frame {
             timestamp,
             duration: None,

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! The MoQ project's own browser tools against our elements, through the
+//! embedded relay over WebTransport: Debian's Chromium, headless, loads
+//! pages built from the npm packages `@moq/watch` (the player) and
+//! `@moq/publish` (the publisher) in `tests/web/`.
+//!
+//! - `@moq/watch` plays what moqsink publishes: the player's own count of
+//!   frames WebCodecs decoded must pass 30 and keep growing, and audio bytes
+//!   must arrive.
+//! - `@moq/publish` publishes Chromium's fake camera; moqsrc must expose it
+//!   with caps decodebin3 decodes, 30 frames and more.
+//!
+//! The pages use `http://127.0.0.1:PORT/anon`: the player fetches the relay's
+//! `/certificate.sha256` and pins it (`serverCertificateHashes`).
+//!
+//! Needs Chromium and npm (the pages are bundled with esbuild on first use:
+//! `npm ci && npm run build` in `tests/web/`); without them the tests say so
+//! and pass, unless `GST_MOQ_BROWSER_REQUIRED=1` (set by CI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use gst::prelude::*;
+use moq_gateway::presets::Video;
+
+mod common;
+use common::browser::{Browser, chromium, required_or_skip, serve_folder};
+use common::*;
+
+/// The folder with the pages and their bundles, built if missing or older
+/// than their sources; `Err` says why they cannot be.
+static PAGES: LazyLock<Result<PathBuf, String>> = LazyLock::new(|| {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    build_pages(&dir).map(|()| dir)
+});
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn build_pages(dir: &Path) -> Result<(), String> {
+    let newest_source = ["watch.js", "publish.js", "package-lock.json"]
+        .iter()
+        .filter_map(|f| modified(&dir.join(f)))
+        .max();
+    let bundles_fresh = ["dist/watch.js", "dist/publish.js"]
+        .iter()
+        .all(|f| modified(&dir.join(f)).is_some_and(|t| Some(t) >= newest_source));
+    if bundles_fresh {
+        return Ok(());
+    }
+    let npm = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("npm")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("cannot run npm: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "npm {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let lock = modified(&dir.join("package-lock.json"));
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed.is_none() || installed < lock {
+        npm(&["ci", "--no-audit", "--no-fund"])?;
+    }
+    npm(&["run", "build"])
+}
+
+/// Chromium and the built pages, or `None` when the test cannot run here.
+fn setup() -> Option<(String, PathBuf)> {
+    let binary = chromium()?;
+    match &*PAGES {
+        Ok(dir) => Some((binary, dir.clone())),
+        Err(why) => {
+            required_or_skip(&format!("the @moq pages cannot be built: {why}"));
+            None
+        }
+    }
+}
+
+/// One page server for the binary.
+static PAGE_SERVER: LazyLock<std::net::SocketAddr> = LazyLock::new(|| {
+    let dir = PAGES.as_ref().expect("pages built before they are served");
+    serve_folder(dir.clone())
+});
+
+fn page_url(page: &str, broadcast: &str) -> String {
+    format!(
+        "http://{}/{page}?url={}&name={broadcast}",
+        *PAGE_SERVER,
+        RELAY.url()
+    )
+}
+
+fn moq_watch_plays(video: Video) {
+    let Some((binary, _)) = setup() else {
+        return;
+    };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let broadcast = unique("moq-watch");
+    let publisher = moq_publisher(&broadcast, video);
+
+    let opened = Instant::now();
+    let player = Browser::open(&binary, &page_url("watch.html", &broadcast), "moq-web:");
+    player.wait_for("frames", 30, Duration::from_secs(40));
+    let first = player.value("frames");
+    eprintln!(
+        "{video:?}: @moq/watch decoded {first} frames {:?} after the page opened ({:?} / {:?})",
+        opened.elapsed(),
+        player.word("status"),
+        player.word("version"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let later = player.value("frames");
+    eprintln!(
+        "{video:?}: then {later} frames; last lines {:#?}",
+        player.recent(2)
+    );
+    // 2 s at 30 fps is 60 frames; half of that shows playback going on.
+    assert!(
+        later >= first + 30,
+        "@moq/watch decoded {first} then only {later} frames 2 s later"
+    );
+    assert!(
+        player.value("audioBytes") > 0,
+        "@moq/watch received no audio: {:#?}",
+        player.recent(3)
+    );
+    publisher.check();
+}
+
+#[test]
+fn moq_watch_plays_moqsink_h264_opus() {
+    moq_watch_plays(Video::H264);
+}
+
+#[test]
+fn moq_watch_plays_moqsink_vp8_opus() {
+    moq_watch_plays(Video::Vp8);
+}
+
+#[test]
+fn moq_publish_plays_in_moqsrc() {
+    let Some((binary, _)) = setup() else {
+        return;
+    };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let broadcast = unique("moq-publish");
+    let opened = Instant::now();
+    let publisher = Browser::open(&binary, &page_url("publish.html", &broadcast), "moq-web:");
+
+    let subscriber = Running::start(
+        "subscriber",
+        &format!(
+            "moqsrc name=moq url={url} broadcast={broadcast} \
+             moq.video_0 ! queue ! decodebin3 ! videoconvert ! appsink name=video sync=false \
+             moq.audio_0 ! queue ! decodebin3 ! audioconvert ! appsink name=audio sync=false",
+            url = RELAY.url(),
+        ),
+    );
+    let counts = count(&subscriber.pipeline);
+    let start = Instant::now();
+    while counts.video.load(std::sync::atomic::Ordering::Relaxed) < 30 {
+        subscriber.check();
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "moqsrc decoded {} frames of the @moq/publish broadcast in {:?}; the page said {:#?}",
+            counts.video.load(std::sync::atomic::Ordering::Relaxed),
+            start.elapsed(),
+            publisher.recent(5)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let src = subscriber.pipeline.by_name("moq").expect("the moqsrc");
+    let caps: Vec<String> = src
+        .src_pads()
+        .iter()
+        .map(|p| format!("{}: {:?}", p.name(), p.current_caps()))
+        .collect();
+    eprintln!(
+        "@moq/publish -> moqsrc: 30 frames {:?} after the page opened ({:?}); pads {caps:#?}",
+        opened.elapsed(),
+        publisher.word("version"),
+    );
+    let first = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    let later = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+    let audio = counts.audio.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("then {later} video frames, {audio} audio buffers");
+    assert!(
+        later > first + 10,
+        "moqsrc decoded {first} then only {later} frames 2 s later"
+    );
+    subscriber.check();
+}
