@@ -23,6 +23,18 @@
  *     audiotestsrc is-live=true ! opusenc ! sink.audio_0
  * ```
  *
+ * A WHIP ingest gateway (a browser or OBS publishes over WebRTC, the media
+ * goes on to MoQ untouched; `whipserversrc` is in gst-plugins-rs's
+ * `rswebrtc` plugin, or run `moq-gateway whip-to-moq`):
+ *
+ * ```shell
+ * gst-launch-1.0 -e whipserversrc name=webrtc signaller::host-addr=http://127.0.0.1:8080 \
+ *       stun-server="" video-codecs="<H264>" audio-codecs="<OPUS>" \
+ *     moqsink name=moq url=http://127.0.0.1:4443/anon broadcast=live \
+ *     webrtc.video_0 ! queue ! h264parse ! moq.video_0 \
+ *     webrtc.audio_0 ! queue ! capsfilter caps=audio/x-opus ! moq.audio_0
+ * ```
+ *
  * Since: 0.1
  */
 use gst::glib;

@@ -23,6 +23,18 @@
  *     src.audio_0 ! queue ! decodebin3 ! audioconvert ! autoaudiosink
  * ```
  *
+ * A WHEP egress gateway (browsers watch the MoQ broadcast over WebRTC, video
+ * untouched; `whepserversink` is in gst-plugins-rs's `rswebrtc` plugin, or
+ * run `moq-gateway moq-to-whep`):
+ *
+ * ```shell
+ * gst-launch-1.0 moqsrc name=moq url=http://127.0.0.1:4443/anon broadcast=live \
+ *     whepserversink name=webrtc signaller::host-addr=http://127.0.0.1:9090 \
+ *       stun-server="" congestion-control=disabled video-caps=video/x-h264 audio-caps=audio/x-opus \
+ *     moq.video_0 ! queue ! webrtc.video_0 \
+ *     moq.audio_0 ! queue ! decodebin3 caps="audio/x-opus;audio/x-raw" ! queue ! webrtc.audio_0
+ * ```
+ *
  * Since: 0.1
  */
 use gst::glib;
