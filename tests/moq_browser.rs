@@ -5,9 +5,10 @@
 //! pages built from the npm packages `@moq/watch` (the player) and
 //! `@moq/publish` (the publisher) in `tests/web/`.
 //!
-//! - `@moq/watch` plays what moqsink publishes: the player's own count of
-//!   frames WebCodecs decoded must pass 30 and keep growing, and audio bytes
-//!   must arrive.
+//! - `@moq/watch` plays what moqsink publishes (H.264, VP8, VP9; Opus, AAC):
+//!   the player's own count of frames WebCodecs decoded must pass 30 and
+//!   keep growing, and its audio must play on (its playback position moves
+//!   only with decoded samples).
 //! - `@moq/publish` publishes Chromium's fake camera; moqsrc must expose it
 //!   with caps decodebin3 decodes, 30 frames and more.
 //!
@@ -101,18 +102,19 @@ fn page_url(page: &str, broadcast: &str) -> String {
     )
 }
 
-fn moq_watch_plays(video: Video) {
+/// `audio`: the GStreamer encoder chain in front of moqsink's audio pad.
+fn moq_watch_plays(video: Video, audio: &str) {
     let Some((binary, _)) = setup() else {
         return;
     };
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let broadcast = unique("moq-watch");
-    let publisher = moq_publisher(&broadcast, video);
+    let publisher = moq_publisher_with(&broadcast, video, audio);
 
     let opened = Instant::now();
     let player = Browser::open(&binary, &page_url("watch.html", &broadcast), "moq-web:");
     player.wait_for("frames", 30, Duration::from_secs(40));
-    let first = player.value("frames");
+    let (first, first_audio) = (player.value("frames"), player.value("audioMs"));
     eprintln!(
         "{video:?}: @moq/watch decoded {first} frames {:?} after the page opened ({:?} / {:?})",
         opened.elapsed(),
@@ -120,10 +122,9 @@ fn moq_watch_plays(video: Video) {
         player.word("version"),
     );
     std::thread::sleep(Duration::from_secs(2));
-    let later = player.value("frames");
+    let (later, later_audio) = (player.value("frames"), player.value("audioMs"));
     eprintln!(
-        "{video:?}: then {later} frames; last lines {:#?}",
-        player.recent(2)
+        "{video:?} + {audio}: then {later} frames, audio played {first_audio} -> {later_audio} ms"
     );
     // 2 s at 30 fps is 60 frames; half of that shows playback going on.
     assert!(
@@ -131,8 +132,8 @@ fn moq_watch_plays(video: Video) {
         "@moq/watch decoded {first} then only {later} frames 2 s later"
     );
     assert!(
-        player.value("audioBytes") > 0,
-        "@moq/watch received no audio: {:#?}",
+        later_audio >= first_audio + 1000,
+        "@moq/watch played audio from {first_audio} to only {later_audio} ms in 2 s: {:#?}",
         player.recent(3)
     );
     publisher.check();
@@ -140,12 +141,17 @@ fn moq_watch_plays(video: Video) {
 
 #[test]
 fn moq_watch_plays_moqsink_h264_opus() {
-    moq_watch_plays(Video::H264);
+    moq_watch_plays(Video::H264, "opusenc");
 }
 
 #[test]
 fn moq_watch_plays_moqsink_vp8_opus() {
-    moq_watch_plays(Video::Vp8);
+    moq_watch_plays(Video::Vp8, "opusenc");
+}
+
+#[test]
+fn moq_watch_plays_moqsink_vp9_aac() {
+    moq_watch_plays(Video::Vp9, "avenc_aac ! aacparse");
 }
 
 #[test]

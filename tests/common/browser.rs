@@ -78,7 +78,11 @@ impl Browser {
                 // console.log lines: ... "moq-web: frames 42 ...", source: ...
                 let text = match line.find(prefix) {
                     Some(at) => &line[at..],
-                    None if line.contains("Uncaught") => line.as_str(),
+                    None if line.contains("Uncaught")
+                        || (line.contains("CONSOLE") && line.to_lowercase().contains("error")) =>
+                    {
+                        line.as_str()
+                    }
                     None => continue,
                 };
                 if text.contains("error") || text.contains("Uncaught") {

@@ -183,11 +183,16 @@ pub fn raw_video() -> &'static str {
 
 /// moqsink publishing `video` + Opus to the relay.
 pub fn moq_publisher(broadcast: &str, video: Video) -> Running {
+    moq_publisher_with(broadcast, video, "opusenc")
+}
+
+/// moqsink publishing `video` + audio from the `audio_encoder` chain.
+pub fn moq_publisher_with(broadcast: &str, video: Video, audio_encoder: &str) -> Running {
     Running::start(
         "publisher",
         &format!(
             "{raw} ! {enc} ! moq.video_0 \
-             audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 ! opusenc ! moq.audio_0 \
+             audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 ! {audio_encoder} ! moq.audio_0 \
              moqsink name=moq url={url} broadcast={broadcast}",
             raw = raw_video(),
             enc = encoder(video),

@@ -4,7 +4,9 @@
 // tests/moq_browser.rs: ?url=RELAY&name=BROADCAST. Twice a second it logs
 // what the player decoded, as one console line the test reads from
 // Chromium's stderr:
-//   moq-web: frames N videoBytes N audioBytes N status S version V
+//   moq-web: frames N videoBytes N audioBytes N audioMs N status S version V
+// (frames: decoded by WebCodecs; audioMs: how far audio has played, which
+// only moves on with decoded samples).
 import "@moq/watch/element";
 
 const params = new URLSearchParams(location.search);
@@ -20,10 +22,11 @@ document.body.appendChild(watch);
 setInterval(() => {
 	const video = watch.video.out.stats.peek();
 	const audio = watch.audio.out.stats.peek();
+	const played = watch.audio.out.timestamp.peek();
 	const established = watch.connection.established.peek();
 	console.log(
 		`moq-web: frames ${video?.frameCount ?? 0} videoBytes ${video?.bytesReceived ?? 0} ` +
-			`audioBytes ${audio?.bytesReceived ?? 0} status ${watch.connection.status.peek()} ` +
+			`audioBytes ${audio?.bytesReceived ?? 0} audioMs ${Math.round(played ?? 0)} status ${watch.connection.status.peek()} ` +
 			`version ${established?.version ?? "-"} canvas ${canvas.width}x${canvas.height}`,
 	);
 }, 500);

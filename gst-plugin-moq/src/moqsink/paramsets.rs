@@ -6,9 +6,9 @@
 //! keyframe does not carry the SPS/PPS (and VPS) itself, nothing in the group
 //! decodes. Encoders and WebRTC depayloaders often send them only once, at
 //! the start. So each keyframe is checked: one that carries its parameter
-//! sets refreshes what is remembered; one that lacks some gets the remembered
-//! ones put in front (after an access unit delimiter, which must stay
-//! first), like `h264parse config-interval=-1` would. Only the NAL units
+//! sets refreshes what is remembered; one that lacks some gets the whole set
+//! put in front, in stream order (after an access unit delimiter, which must
+//! stay first), like `h264parse config-interval=-1` would. Only the NAL units
 //! before the first slice are looked at, so the cost does not grow with the
 //! frame size. Pure code, no I/O.
 
@@ -79,21 +79,6 @@ impl Codec {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Missing;
 
-/// The NAL units of an Annex-B buffer up to its first slice: (start of the
-/// unit after its start code, end before the next start code).
-fn leading_units(au: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut at = next_start(au, 0);
-    std::iter::from_fn(move || {
-        let (_, begin) = at?;
-        let next = next_start(au, begin);
-        // The zero bytes before a 4-byte start code belong to it, not to
-        // the unit before (trailing zeros are not part of a NAL unit).
-        let end = next.map_or(au.len(), |(code, _)| code);
-        at = next;
-        Some((begin, end))
-    })
-}
-
 /// The next start code at or after `from`: (where its zeros begin, where
 /// the NAL unit after it begins).
 fn next_start(au: &[u8], from: usize) -> Option<(usize, usize)> {
@@ -136,52 +121,70 @@ impl ParamSets {
 
     /// Checks a keyframe (one Annex-B access unit): returns it unchanged when
     /// it carries every parameter set (and remembers them), else a copy with
-    /// the remembered ones it lacks put in front, or `Missing` when some were
-    /// never seen.
+    /// the full set in front, or `Missing` when some were never seen.
     pub fn complete(&mut self, au: Bytes) -> Result<Bytes, Missing> {
         let needs = self.codec.needs();
         let mut present = vec![false; needs.len()];
-        // Where parameter sets may go: after a delimiter that opens the unit.
+        // Where parameter sets go: after a delimiter that opens the unit.
         let mut insert_at = 0;
-        for (index, (begin, end)) in leading_units(&au).enumerate() {
+        // The unit's own parameter sets, with their start codes.
+        let mut own = Vec::new();
+        let mut at = next_start(&au, 0);
+        let mut index = 0;
+        while let Some((code, begin)) = at {
             let Some(&header) = au.get(begin) else {
-                continue;
+                break;
             };
-            match self.codec.classify(header) {
-                Nal::Slice => break,
+            let nal = self.codec.classify(header);
+            // The slice is the bulk of the frame: it is never scanned.
+            if nal == Nal::Slice {
+                break;
+            }
+            at = next_start(&au, begin);
+            // The zero bytes before a 4-byte start code belong to it, not
+            // to the unit before (trailing zeros are not part of a unit).
+            let end = at.map_or(au.len(), |(next, _)| next);
+            match nal {
                 Nal::Delimiter if index == 0 => insert_at = end,
                 Nal::Param(kind) => {
-                    let Some(slot) = needs.iter().position(|k| *k == kind) else {
-                        continue;
-                    };
-                    present[slot] = true;
-                    let unit = &au[begin..end];
-                    // Changed ones are copied (they are tiny), the frame is not.
-                    if self.known[slot].as_deref() != Some(unit) {
-                        self.known[slot] = Some(Bytes::copy_from_slice(unit));
+                    if let Some(slot) = needs.iter().position(|k| *k == kind) {
+                        present[slot] = true;
+                        own.push((code, end));
+                        let unit = &au[begin..end];
+                        // Changed ones are copied (they are tiny), the frame is not.
+                        if self.known[slot].as_deref() != Some(unit) {
+                            self.known[slot] = Some(Bytes::copy_from_slice(unit));
+                        }
                     }
                 }
                 _ => {}
             }
+            index += 1;
         }
         if present.iter().all(|p| *p) {
             return Ok(au);
         }
-        let mut lacking = Vec::new();
-        for (slot, here) in present.iter().enumerate() {
-            if !here {
-                lacking.push(self.known[slot].clone().ok_or(Missing)?);
-            }
-        }
-        let at = insert_at;
-        let extra: usize = lacking.iter().map(|p| p.len() + 4).sum();
+        // Some are lacking: write the full set in stream order (VPS, SPS,
+        // PPS; the unit's own ones are the newest known) and leave the
+        // unit's own copies out, so a PPS never precedes its SPS.
+        let sets = self
+            .known
+            .iter()
+            .map(|set| set.as_ref().ok_or(Missing))
+            .collect::<Result<Vec<_>, _>>()?;
+        let extra: usize = sets.iter().map(|p| p.len() + 4).sum();
         let mut out = BytesMut::with_capacity(au.len() + extra);
-        out.put_slice(&au[..at]);
-        for unit in lacking {
+        out.put_slice(&au[..insert_at]);
+        for set in sets {
             out.put_slice(&[0, 0, 0, 1]);
-            out.put_slice(&unit);
+            out.put_slice(set);
         }
-        out.put_slice(&au[at..]);
+        let mut cursor = insert_at;
+        for (code, end) in own {
+            out.put_slice(&au[cursor..code]);
+            cursor = end;
+        }
+        out.put_slice(&au[cursor..]);
         Ok(out.freeze())
     }
 }
@@ -228,11 +231,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_lacking_kinds_are_added() {
+    fn a_partial_set_is_completed_in_order() {
         let mut p = ParamSets::new(Codec::H264);
         p.complete(au(&[SPS, PPS, IDR])).unwrap();
+        // The full set in stream order, the unit's own SPS first.
         let out = p.complete(au(&[SPS2, IDR])).unwrap();
-        assert_eq!(out, au(&[PPS, SPS2, IDR]));
+        assert_eq!(out, au(&[SPS2, PPS, IDR]));
         // The newer SPS is the one remembered.
         assert_eq!(p.complete(au(&[IDR])).unwrap(), au(&[SPS2, PPS, IDR]));
     }
