@@ -9,8 +9,8 @@
 //!   the player's own count of frames WebCodecs decoded must pass 30 and
 //!   keep growing, and its audio must play on (its playback position moves
 //!   only with decoded samples).
-//! - `@moq/publish` publishes Chromium's fake camera; moqsrc must expose it
-//!   with caps decodebin3 decodes, 30 frames and more.
+//! - `@moq/publish` publishes Chromium's fake camera and microphone; moqsrc
+//!   must expose both with caps decodebin3 decodes, 30 frames and more.
 //!
 //! The pages use `http://127.0.0.1:PORT/anon`: the player fetches the relay's
 //! `/certificate.sha256` and pins it (`serverCertificateHashes`).
@@ -164,16 +164,7 @@ fn moq_publish_plays_in_moqsrc() {
     let opened = Instant::now();
     let publisher = Browser::open(&binary, &page_url("publish.html", &broadcast), "moq-web:");
 
-    let subscriber = Running::start(
-        "subscriber",
-        &format!(
-            "moqsrc name=moq url={url} broadcast={broadcast} \
-             moq.video_0 ! queue ! decodebin3 ! videoconvert ! appsink name=video sync=false \
-             moq.audio_0 ! queue ! decodebin3 ! audioconvert ! appsink name=audio sync=false",
-            url = RELAY.url(),
-        ),
-    );
-    let counts = count(&subscriber.pipeline);
+    let (subscriber, counts) = moq_subscriber(&broadcast);
     let start = Instant::now();
     while counts.video.load(std::sync::atomic::Ordering::Relaxed) < 30 {
         subscriber.check();
@@ -206,5 +197,7 @@ fn moq_publish_plays_in_moqsrc() {
         later > first + 10,
         "moqsrc decoded {first} then only {later} frames 2 s later"
     );
+    // The fake microphone's Opus, decoded too.
+    assert!(audio > 50, "moqsrc decoded {audio} audio buffers");
     subscriber.check();
 }

@@ -329,6 +329,19 @@ enum Raw {
     Cut,
 }
 
+/// A catalog of Opus renditions (legacy container) with these track names.
+fn opus_catalog(names: &[&str]) -> &'static str {
+    let opus =
+        r#"{"codec":"opus","sampleRate":48000,"numberOfChannels":2,"container":{"kind":"legacy"}}"#;
+    let renditions: Vec<String> = names.iter().map(|n| format!(r#""{n}":{opus}"#)).collect();
+    let catalog = format!(
+        r#"{{"audio":{{"renditions":{{{}}}}}}}"#,
+        renditions.join(",")
+    );
+    // The publisher's task holds it for as long as the test runs.
+    Box::leak(catalog.into_boxed_str())
+}
+
 /// Publishes `catalog` and, per track, groups of frames written as given.
 fn publish_hostile(
     broadcast: &str,
@@ -385,13 +398,8 @@ fn publish_hostile(
 fn hostile_frames_are_warnings() {
     init();
     let broadcast = unique_broadcast("hostile");
-    let opus =
-        r#"{"codec":"opus","sampleRate":48000,"numberOfChannels":2,"container":{"kind":"legacy"}}"#;
     // Renditions come out in name order: audio_0, audio_1, audio_2.
-    let catalog: &'static str = Box::leak(
-        format!(r#"{{"audio":{{"renditions":{{"a-jumpy":{opus},"b-backwards":{opus},"c-broken":{opus}}}}}}}"#)
-            .into_boxed_str(),
-    );
+    let catalog = opus_catalog(&["a-jumpy", "b-backwards", "c-broken"]);
     let hours = 3 * 3600 * 1_000_000u64;
     let _live = publish_hostile(
         &broadcast,
@@ -551,12 +559,7 @@ fn odd_catalogs_are_reported() {
 fn track_ending_mid_group() {
     init();
     let broadcast = unique_broadcast("cut");
-    let opus =
-        r#"{"codec":"opus","sampleRate":48000,"numberOfChannels":2,"container":{"kind":"legacy"}}"#;
-    let catalog: &'static str = Box::leak(
-        format!(r#"{{"audio":{{"renditions":{{"a-cut":{opus},"b-good":{opus}}}}}}}"#)
-            .into_boxed_str(),
-    );
+    let catalog = opus_catalog(&["a-cut", "b-good"]);
     let _live = publish_hostile(
         &broadcast,
         catalog,
@@ -650,7 +653,7 @@ fn track_ending_mid_group() {
 fn oversized_frame_passes_through() {
     init();
     let broadcast = unique_broadcast("big");
-    let catalog = r#"{"audio":{"renditions":{"a":{"codec":"opus","sampleRate":48000,"numberOfChannels":2,"container":{"kind":"legacy"}}}}}"#;
+    let catalog = opus_catalog(&["a"]);
     const BIG: usize = 24 << 20;
     let _live = publish_hostile(
         &broadcast,
