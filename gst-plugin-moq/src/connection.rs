@@ -4,7 +4,7 @@
 //! properties, URL validation, and dialing through `moq-tokio`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gst::glib;
@@ -405,6 +405,8 @@ pub enum Status {
 #[derive(Default)]
 pub struct StatusCell {
     status: AtomicI32,
+    /// Times the connection came back after it was lost.
+    reconnects: AtomicU64,
     /// Watches the live session (without keeping the connection alive).
     monitor: std::sync::Mutex<Option<moq_tokio::connection::Monitor>>,
 }
@@ -426,6 +428,11 @@ impl StatusCell {
     /// Round-trip time to the relay, if connected and measured.
     pub fn rtt(&self) -> Option<Duration> {
         self.snapshot().and_then(|s| s.stats.rtt)
+    }
+
+    /// Times the connection was lost and established again.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     pub fn get(&self) -> Status {
@@ -487,6 +494,9 @@ pub async fn monitor<E: IsA<gst::Element>>(
             return Some(err);
         }
         if next == Status::Connected {
+            if was_connected {
+                status.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
             was_connected = true;
         } else if was_connected && !target.reconnect {
             return None;

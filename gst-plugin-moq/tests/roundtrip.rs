@@ -372,6 +372,89 @@ fn late_joiner_starts_on_a_keyframe() {
     );
 }
 
+/// A subscriber that joins two seconds into a group first gets the group's
+/// older frames in a burst (a decoder needs them); they must not push the
+/// whole stream that far behind live. Once the burst is through, frames leave
+/// moqsrc with timestamps at their arrival (what a synchronising sink renders
+/// on time), and timestamps never go back on the pad.
+#[test]
+fn late_joiner_plays_at_the_live_edge() {
+    init();
+    let broadcast = unique_broadcast("edge");
+    // One keyframe every 4 s, and moqsink asks for none in between.
+    let description = format!(
+        "{} max-group-duration=0 videotestsrc is-live=true \
+         ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=120 ! h264parse ! sink.video_0",
+        sink_props(&broadcast)
+    );
+    let publ = publisher(&description, &Arc::default());
+    publ.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let sub = gst::parse::launch(&format!(
+        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true ! fakesink name=out sync=false",
+        RELAY.url()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    // (pts, running time when it left moqsrc), per buffer.
+    let seen: Arc<Mutex<Vec<(gst::ClockTime, gst::ClockTime)>>> = Arc::default();
+    let probe_seen = seen.clone();
+    let src = sub.by_name("src").unwrap();
+    let clock_of = src.downgrade();
+    sub.by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let (Some(pts), Some(now)) = (
+                info.buffer().and_then(|b| b.pts()),
+                clock_of.upgrade().and_then(|e| e.current_running_time()),
+            ) {
+                probe_seen.lock().unwrap().push((pts, now));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    sub.set_state(gst::State::Playing).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < 120 {
+        assert!(std::time::Instant::now() < deadline, "too few frames");
+        if let Some(msg) = sub.bus().unwrap().timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Error],
+        ) {
+            panic!("subscriber error: {msg:?}");
+        }
+    }
+    sub.set_state(gst::State::Null).unwrap();
+    publ.set_state(gst::State::Null).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.windows(2).all(|w| w[1].0 >= w[0].0),
+        "timestamps went back"
+    );
+    // How far behind its timestamp each frame left (negative: ahead of it,
+    // i.e. a sink would hold it back and play the stream behind live).
+    let late_ms: Vec<f64> = seen
+        .iter()
+        .map(|(pts, now)| (now.nseconds() as f64 - pts.nseconds() as f64) / 1e6)
+        .collect();
+    let mut tail = late_ms[late_ms.len() - 30..].to_vec();
+    tail.sort_by(f64::total_cmp);
+    let median = tail[tail.len() / 2];
+    eprintln!(
+        "first frame {:.1} ms late; the last 30 frames: median {median:.1} ms (min {:.1}, max {:.1})",
+        late_ms[0],
+        tail[0],
+        tail[tail.len() - 1]
+    );
+    assert!(
+        (-20.0..100.0).contains(&median),
+        "after the burst frames leave {median:.1} ms behind their timestamps (negative: the stream plays behind live)"
+    );
+}
+
 /// TLS verified against the relay's certificate fingerprint (no
 /// `tls-disable-verify`), and `... ! h264parse ! moqsink` linking without a
 /// pad name.
@@ -529,10 +612,53 @@ fn stats_messages() {
         });
         seen
     };
+    // The fields a dashboard reads, on both sides.
+    let fields = |pipeline: &gst::Pipeline, factory: &str| {
+        let element = pipeline
+            .iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == factory))
+            .unwrap();
+        element.property::<gst::Structure>("stats")
+    };
     let sink_stats = frames_seen(&publ, "application/x-moqsink-stats");
     let src_stats = frames_seen(&sub, "application/x-moqsrc-stats");
     sub.set_state(gst::State::Playing).unwrap();
     publ.set_state(gst::State::Playing).unwrap();
+    // Mid-stream: frames flowed, so groups and a delay are there.
+    wait_for(&sub, &tracks, "10 decoded video frames", |t| {
+        t.get("video").is_some_and(|v| v.decoded >= 10)
+    });
+    let (sink_now, src_now) = (fields(&publ, "moqsink"), fields(&sub, "moqsrc"));
+    eprintln!("{sink_now}\n{src_now}");
+    for (stats, names) in [
+        (
+            &sink_now,
+            &["frames", "bytes", "groups", "dropped", "reconnects"][..],
+        ),
+        (
+            &src_now,
+            &[
+                "frames",
+                "bytes",
+                "groups",
+                "discontinuities",
+                "resubscriptions",
+                "reconnects",
+            ][..],
+        ),
+    ] {
+        for name in names {
+            assert!(stats.get::<u64>(*name).is_ok(), "no {name} in {stats}");
+        }
+        assert!(stats.get::<u64>("groups").unwrap() > 0, "{stats}");
+        assert_eq!(stats.get::<u64>("reconnects").unwrap(), 0, "{stats}");
+        // Loopback and a tiny stream: well under a second either way.
+        let delay = stats.get::<i64>("delay-us").unwrap();
+        assert!(delay.abs() < 1_000_000, "{stats}");
+        assert!(stats.get::<u64>("rtt-us").is_ok(), "{stats}");
+    }
     finish(&publ, &sub, Duration::from_secs(30));
     for (side, seen) in [("sink", sink_stats), ("src", src_stats)] {
         let seen = seen.lock().unwrap();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -85,6 +85,9 @@ pub struct MoqSink {
     log: OnceLock<log::Scope>,
     /// The broadcast of the current session is announced (see `maybe_announce`).
     announced: AtomicBool,
+    /// How far behind its running time the last frame was published, in µs:
+    /// the latency upstream of moqsink (capture, encoder, queues).
+    delay_us: AtomicI64,
 }
 
 impl MoqSink {
@@ -498,7 +501,9 @@ impl MoqSink {
             ms => Some(gst::ClockTime::from_mseconds(ms.into())),
         };
         let mut request_keyframe = false;
-        let result = self.write(pad, buffer, max_group, &mut request_keyframe);
+        // Read before the pad's lock is taken (it takes the object lock).
+        let now = self.obj().current_running_time();
+        let result = self.write(pad, buffer, max_group, now, &mut request_keyframe);
         // Renditions whose codec only the first keyframe tells (VP9, AV1,
         // H.265) enter the catalog here.
         if !self.announced.load(Ordering::Relaxed) {
@@ -520,6 +525,7 @@ impl MoqSink {
         pad: &MoqSinkPad,
         buffer: gst::Buffer,
         max_group: Option<gst::ClockTime>,
+        now: Option<gst::ClockTime>,
         request_keyframe: &mut bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut state = pad.imp().state();
@@ -603,6 +609,11 @@ impl MoqSink {
         };
         match publisher.write(payload, timestamp, keyframe) {
             Ok(()) => {
+                if let Some(now) = now {
+                    let us = |t: gst::ClockTime| i64::try_from(t.useconds()).unwrap_or(i64::MAX);
+                    self.delay_us
+                        .store(us(now) - us(running_time), Ordering::Relaxed);
+                }
                 state.need_keyframe = false;
                 state.last_end = duration.map(|d| running_time + d);
                 state.frames += 1;
@@ -695,6 +706,8 @@ impl MoqSink {
             .field("bytes", bytes)
             .field("groups", groups)
             .field("dropped", dropped)
+            .field("delay-us", self.delay_us.load(Ordering::Relaxed))
+            .field("reconnects", self.status.reconnects())
             .field_if_some("version", self.status.version())
             .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64));
         s.build()
@@ -728,7 +741,7 @@ impl ObjectImpl for MoqSink {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames, bytes, groups and dropped frames published so far, and the connection state")
+                    .blurb("Frames, bytes, groups and dropped frames published and reconnects since the element was made; delay-us: how far behind its running time the last frame was published (the latency upstream of moqsink); the negotiated version and the RTT")
                     .read_only()
                     .build(),
             );

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -110,32 +110,88 @@ enum Item {
     Eos,
 }
 
-/// Maps publisher timestamps onto our running time, one mapping for all pads:
-/// the first frame of any track anchors it, so audio and video keep the
-/// spacing the publisher gave them.
+/// A running time in µs, as a signed number for differences.
+fn signed_us(t: gst::ClockTime) -> i64 {
+    i64::try_from(t.useconds()).unwrap_or(i64::MAX)
+}
+
+/// Maps publisher timestamps onto our running time, one mapping for all pads
+/// (audio and video keep the spacing the publisher gave them): running time
+/// = timestamp + the smallest (arrival - timestamp) seen so far.
+///
+/// Why the smallest: a subscriber that joins mid-group first gets the
+/// group's older frames in a burst (decoders need them from the keyframe).
+/// Anchoring on the first of them would stamp every later frame as far in
+/// the future as that frame was old, and the stream would play that much
+/// behind live for good. The frame that arrived soonest after its timestamp
+/// is the best guess of the live edge; the burst then lands in the past
+/// (decoded, and dropped or hurried by a synchronising sink) and live frames
+/// play on time. The offset only ever shrinks, so one track's timestamps
+/// still only grow; across tracks a drop can go back, which `Pad::monotonic`
+/// clamps.
 #[derive(Default)]
 struct Timeline {
-    anchor: Mutex<Option<(u64, gst::ClockTime)>>,
+    /// Running time minus publisher timestamp, in µs.
+    offset_us: Mutex<Option<i64>>,
 }
 
 impl Timeline {
-    fn running_time(
-        &self,
-        timestamp_us: u64,
-        now: impl FnOnce() -> gst::ClockTime,
-    ) -> gst::ClockTime {
-        let mut anchor = self.anchor.lock().unwrap_or_else(|e| e.into_inner());
-        let (base_us, base_rt) = *anchor.get_or_insert_with(|| (timestamp_us, now()));
-        if timestamp_us >= base_us {
-            base_rt.saturating_add(gst::ClockTime::from_useconds(timestamp_us - base_us))
-        } else {
-            base_rt.saturating_sub(gst::ClockTime::from_useconds(base_us - timestamp_us))
+    /// The running time to play `timestamp_us` at, given the running time
+    /// now (`None` without a clock: then it is not a measurement).
+    fn running_time(&self, timestamp_us: u64, now: Option<gst::ClockTime>) -> gst::ClockTime {
+        let ts = i64::try_from(timestamp_us).unwrap_or(i64::MAX);
+        let mut offset = self.offset_us.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(now) = now {
+            let seen = signed_us(now).saturating_sub(ts);
+            if offset.is_none_or(|o| seen < o) {
+                *offset = Some(seen);
+            }
         }
+        let at = ts.saturating_add(offset.unwrap_or(0)).max(0);
+        gst::ClockTime::from_useconds(at as u64)
     }
 
     /// The next frame anchors the mapping again.
     fn reset(&self) {
-        *self.anchor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.offset_us.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::*;
+
+    fn ms(v: u64) -> gst::ClockTime {
+        gst::ClockTime::from_mseconds(v)
+    }
+
+    #[test]
+    fn a_burst_of_old_frames_does_not_push_live_frames_back() {
+        let t = Timeline::default();
+        // Joined 2 s into a group: frames 0..2000 ms arrive at once, at 5 s.
+        assert_eq!(t.running_time(0, Some(ms(5000))), ms(5000));
+        assert_eq!(t.running_time(1_000_000, Some(ms(5001))), ms(5001));
+        assert_eq!(t.running_time(2_000_000, Some(ms(5002))), ms(5002));
+        // Live from here: a frame 33 ms later arrives 33 ms later and plays
+        // then, not 2 s in the future.
+        assert_eq!(t.running_time(2_033_000, Some(ms(5035))), ms(5035));
+        // A frame that is late (jitter) keeps the mapping: it is late.
+        assert_eq!(t.running_time(2_066_000, Some(ms(5090))), ms(5068));
+        // Without a clock the mapping is used, not changed.
+        assert_eq!(t.running_time(2_100_000, None), ms(5102));
+        t.reset();
+        assert_eq!(t.running_time(10, Some(ms(7))), ms(7));
+    }
+
+    #[test]
+    fn a_pad_never_goes_back() {
+        gst::init().unwrap();
+        let pad = glib::Object::builder::<super::super::MoqSrcPad>()
+            .property("direction", gst::PadDirection::Src)
+            .build();
+        assert_eq!(pad.imp().monotonic(ms(10)), ms(10));
+        assert_eq!(pad.imp().monotonic(ms(4)), ms(10));
+        assert_eq!(pad.imp().monotonic(ms(12)), ms(12));
     }
 }
 
@@ -172,9 +228,14 @@ pub struct MoqSrc {
     status: Arc<connection::StatusCell>,
     frames: AtomicU64,
     bytes: AtomicU64,
+    /// Keyframes received: a group each (every audio frame is one).
+    groups: AtomicU64,
     discontinuities: AtomicU64,
     /// Times the broadcast was lost and subscribed to again.
     resubscriptions: AtomicU64,
+    /// How much later than its timestamp the last frame was pushed, in µs:
+    /// its delay over the fastest frame so far (see `Timeline`).
+    delay_us: AtomicI64,
     state: Mutex<State>,
     timeline: Arc<Timeline>,
 }
@@ -401,10 +462,17 @@ impl MoqSrc {
                         )
                     );
                 }
-                let obj = self.obj();
-                let pts = self.timeline.running_time(played_us, || {
-                    obj.current_running_time().unwrap_or(gst::ClockTime::ZERO)
-                });
+                if keyframe {
+                    self.groups.fetch_add(1, Ordering::Relaxed);
+                }
+                let now = self.obj().current_running_time();
+                let pts = pad
+                    .imp()
+                    .monotonic(self.timeline.running_time(played_us, now));
+                if let Some(now) = now {
+                    self.delay_us
+                        .store(signed_us(now) - signed_us(pts), Ordering::Relaxed);
+                }
                 // Wraps the received bytes; no copy.
                 let mut buffer = gst::Buffer::from_slice(payload);
                 {
@@ -971,7 +1039,7 @@ impl ObjectImpl for MoqSrc {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames, bytes and discontinuities received since the element started, and the connection state")
+                    .blurb("Frames, bytes, groups (keyframes) and discontinuities received, resubscriptions and reconnects since the element was made; delay-us: how much later than its timestamp the last frame was pushed, i.e. its delay over the fastest frame so far (more than `latency` makes synchronising sinks drop it); the negotiated version and the RTT")
                     .read_only()
                     .build(),
             );
@@ -1045,6 +1113,9 @@ impl ObjectImpl for MoqSrc {
                 )
                 .field("frames", self.frames.load(Ordering::Relaxed))
                 .field("bytes", self.bytes.load(Ordering::Relaxed))
+                .field("groups", self.groups.load(Ordering::Relaxed))
+                .field("delay-us", self.delay_us.load(Ordering::Relaxed))
+                .field("reconnects", self.status.reconnects())
                 .field(
                     "discontinuities",
                     self.discontinuities.load(Ordering::Relaxed),

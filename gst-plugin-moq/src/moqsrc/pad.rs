@@ -14,6 +14,20 @@ pub struct MoqSrcPad {
     pub(super) track: Mutex<Option<String>>,
     /// Keeps this pad's timestamps continuous over publisher jumps.
     pub(super) continuity: Mutex<Continuity>,
+    /// The last timestamp pushed: none goes below it.
+    last_pts: Mutex<Option<gst::ClockTime>>,
+}
+
+impl MoqSrcPad {
+    /// `pts`, or the last one pushed if that is later: the shared timeline
+    /// can move earlier when another track shows a faster path (see
+    /// `Timeline`), and a pad's timestamps must never go back.
+    pub(super) fn monotonic(&self, pts: gst::ClockTime) -> gst::ClockTime {
+        let mut last = self.last_pts.lock().unwrap_or_else(|e| e.into_inner());
+        let pts = last.map_or(pts, |l| pts.max(l));
+        *last = Some(pts);
+        pts
+    }
 }
 
 /// A publisher's timestamps that jump by more than this (back or forward)
