@@ -12,6 +12,7 @@ use gst::subclass::prelude::*;
 use tokio::sync::mpsc;
 
 use super::MoqSrcPad;
+use super::timeline::{Timeline, signed_us};
 use crate::catalog::{self, TrackKind};
 use crate::connection::{self, Target};
 use crate::log;
@@ -108,91 +109,6 @@ enum Item {
     },
     Caps(gst::Caps),
     Eos,
-}
-
-/// A running time in µs, as a signed number for differences.
-fn signed_us(t: gst::ClockTime) -> i64 {
-    i64::try_from(t.useconds()).unwrap_or(i64::MAX)
-}
-
-/// Maps publisher timestamps onto our running time, one mapping for all pads
-/// (audio and video keep the spacing the publisher gave them): running time
-/// = timestamp + the smallest (arrival - timestamp) seen so far.
-///
-/// Why the smallest: a subscriber that joins mid-group first gets the
-/// group's older frames in a burst (decoders need them from the keyframe).
-/// Anchoring on the first of them would stamp every later frame as far in
-/// the future as that frame was old, and the stream would play that much
-/// behind live for good. The frame that arrived soonest after its timestamp
-/// is the best guess of the live edge; the burst then lands in the past
-/// (decoded, and dropped or hurried by a synchronising sink) and live frames
-/// play on time. The offset only ever shrinks, so one track's timestamps
-/// still only grow; across tracks a drop can go back, which `Pad::monotonic`
-/// clamps.
-#[derive(Default)]
-struct Timeline {
-    /// Running time minus publisher timestamp, in µs.
-    offset_us: Mutex<Option<i64>>,
-}
-
-impl Timeline {
-    /// The running time to play `timestamp_us` at, given the running time
-    /// now (`None` without a clock: then it is not a measurement).
-    fn running_time(&self, timestamp_us: u64, now: Option<gst::ClockTime>) -> gst::ClockTime {
-        let ts = i64::try_from(timestamp_us).unwrap_or(i64::MAX);
-        let mut offset = self.offset_us.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(now) = now {
-            let seen = signed_us(now).saturating_sub(ts);
-            if offset.is_none_or(|o| seen < o) {
-                *offset = Some(seen);
-            }
-        }
-        let at = ts.saturating_add(offset.unwrap_or(0)).max(0);
-        gst::ClockTime::from_useconds(at as u64)
-    }
-
-    /// The next frame anchors the mapping again.
-    fn reset(&self) {
-        *self.offset_us.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-#[cfg(test)]
-mod timeline_tests {
-    use super::*;
-
-    fn ms(v: u64) -> gst::ClockTime {
-        gst::ClockTime::from_mseconds(v)
-    }
-
-    #[test]
-    fn a_burst_of_old_frames_does_not_push_live_frames_back() {
-        let t = Timeline::default();
-        // Joined 2 s into a group: frames 0..2000 ms arrive at once, at 5 s.
-        assert_eq!(t.running_time(0, Some(ms(5000))), ms(5000));
-        assert_eq!(t.running_time(1_000_000, Some(ms(5001))), ms(5001));
-        assert_eq!(t.running_time(2_000_000, Some(ms(5002))), ms(5002));
-        // Live from here: a frame 33 ms later arrives 33 ms later and plays
-        // then, not 2 s in the future.
-        assert_eq!(t.running_time(2_033_000, Some(ms(5035))), ms(5035));
-        // A frame that is late (jitter) keeps the mapping: it is late.
-        assert_eq!(t.running_time(2_066_000, Some(ms(5090))), ms(5068));
-        // Without a clock the mapping is used, not changed.
-        assert_eq!(t.running_time(2_100_000, None), ms(5102));
-        t.reset();
-        assert_eq!(t.running_time(10, Some(ms(7))), ms(7));
-    }
-
-    #[test]
-    fn a_pad_never_goes_back() {
-        gst::init().unwrap();
-        let pad = glib::Object::builder::<super::super::MoqSrcPad>()
-            .property("direction", gst::PadDirection::Src)
-            .build();
-        assert_eq!(pad.imp().monotonic(ms(10)), ms(10));
-        assert_eq!(pad.imp().monotonic(ms(4)), ms(10));
-        assert_eq!(pad.imp().monotonic(ms(12)), ms(12));
-    }
 }
 
 struct State {

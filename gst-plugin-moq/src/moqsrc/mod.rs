@@ -42,6 +42,7 @@ use gst::prelude::*;
 
 mod imp;
 mod pad;
+mod timeline;
 
 glib::wrapper! {
     pub struct MoqSrc(ObjectSubclass<imp::MoqSrc>) @extends gst::Element, gst::Object;

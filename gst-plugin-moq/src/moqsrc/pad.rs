@@ -83,6 +83,18 @@ mod tests {
     }
 
     #[test]
+    fn a_pad_never_goes_back() {
+        gst::init().unwrap();
+        let pad = glib::Object::builder::<super::super::MoqSrcPad>()
+            .property("direction", gst::PadDirection::Src)
+            .build();
+        let ms = gst::ClockTime::from_mseconds;
+        assert_eq!(pad.imp().monotonic(ms(10)), ms(10));
+        assert_eq!(pad.imp().monotonic(ms(4)), ms(10));
+        assert_eq!(pad.imp().monotonic(ms(12)), ms(12));
+    }
+
+    #[test]
     fn jumps_are_absorbed() {
         let hours = 3 * 3600 * 1_000_000;
         let mut c = Continuity::default();
