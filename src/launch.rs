@@ -69,7 +69,7 @@ pub fn end_stream_with_session(element: &gst::Element) {
         if let Some(peer) = pad.peer() {
             added
                 .lock()
-                .unwrap()
+                .unwrap_or_else(PoisonError::into_inner)
                 .push((pad.downgrade(), peer.downgrade()));
         }
     });

@@ -479,7 +479,7 @@ impl Gateway {
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         self.sessions
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(session.id.clone(), session.clone());
         if let Err(err) = self.play(&session) {
             self.end(&session.id);

@@ -55,10 +55,12 @@ fn browser_round_trip(codec: &str) {
     );
     viewer.wait_for("framesDecoded", 30, Duration::from_secs(40));
     let first = viewer.value("framesDecoded");
-    std::thread::sleep(Duration::from_secs(2));
-    let later = viewer.value("framesDecoded");
-    eprintln!("{codec}: the WHEP page decoded {first} then {later} frames");
-    assert!(later > first, "framesDecoded stopped at {first}");
+    // It goes on decoding (stats come once a second).
+    let took = viewer.wait_for("framesDecoded", first + 1, Duration::from_secs(5));
+    eprintln!(
+        "{codec}: the WHEP page decoded {first} then {} frames {took:?} later",
+        viewer.value("framesDecoded")
+    );
     subscriber.check();
 }
 

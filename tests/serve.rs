@@ -139,7 +139,10 @@ fn whep_viewer_before_the_broadcast() {
     let server = server(Duration::from_secs(15));
     let broadcast = unique("early");
     let (viewer, counts) = whep_viewer(&server, &broadcast);
-    std::thread::sleep(Duration::from_secs(1));
+    // The viewer's offer is in: its session waits for the broadcast.
+    wait_until("the viewer's session", TIMEOUT, || {
+        server.sessions().iter().any(|(_, b)| *b == broadcast)
+    });
     let publisher = moq_publisher(&broadcast, Video::H264);
     wait_for_frames(&counts, WANT, TIMEOUT, &[&viewer, &publisher]);
 }

@@ -127,18 +127,6 @@ fn decoder(broadcast: &str) -> (gst::Pipeline, Arc<AtomicU64>) {
     (pipeline, decoded)
 }
 
-fn no_error(pipeline: &gst::Pipeline, who: &str) -> Vec<String> {
-    let mut warnings = Vec::new();
-    while let Some(msg) = pipeline.bus().unwrap().pop() {
-        match msg.view() {
-            gst::MessageView::Error(e) => panic!("{who}: {} ({:?})", e.error(), e.debug()),
-            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-            _ => {}
-        }
-    }
-    warnings
-}
-
 /// Parameter sets only on the first keyframe: moqsink repeats them on every
 /// later one, so a subscriber that joins seconds later (its first keyframe
 /// has none of its own) decodes.
@@ -149,23 +137,25 @@ fn parameter_sets_sent_once_reach_late_joiners() {
     let publ = publisher(&broadcast, 1);
     publ.pipeline.set_state(gst::State::Playing).unwrap();
     // Several groups later (a keyframe every half second).
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(1500) {
-        no_error(&publ.pipeline, "publisher");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let sink = by_factory(&publ.pipeline, "moqsink");
+    let warnings = watch_bus(&publ.pipeline, Duration::from_secs(20), |_| {
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("groups")
+            .unwrap_or(0)
+            >= 4
+    });
+    assert!(warnings.is_empty(), "{warnings:#?}");
     let (sub, decoded) = decoder(&broadcast);
     sub.set_state(gst::State::Playing).unwrap();
     let start = Instant::now();
-    while decoded.load(Ordering::SeqCst) < 30 {
-        no_error(&sub, "subscriber");
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the late joiner decoded {} frames",
-            decoded.load(Ordering::SeqCst)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    watch_bus(&sub, Duration::from_secs(15), |_| {
+        decoded.load(Ordering::SeqCst) >= 30
+    });
+    assert!(
+        decoded.load(Ordering::SeqCst) >= 30,
+        "the late joiner decoded {} frames",
+        decoded.load(Ordering::SeqCst)
+    );
     eprintln!(
         "late joiner: 30 frames decoded {:?} after it started",
         start.elapsed()
@@ -184,24 +174,12 @@ fn no_parameter_sets_is_a_warning() {
     let broadcast = unique_broadcast("sps-never");
     let publ = publisher(&broadcast, 0);
     publ.pipeline.set_state(gst::State::Playing).unwrap();
-    let mut warnings = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10)
-        && (warnings.is_empty() || publ.requests.load(Ordering::SeqCst) < 2)
-    {
-        warnings.extend(no_error(&publ.pipeline, "publisher"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // A second later: still one warning, more requests, no frame published.
-    std::thread::sleep(Duration::from_secs(1));
-    warnings.extend(no_error(&publ.pipeline, "publisher"));
-    let sink = publ
-        .pipeline
-        .iterate_sinks()
-        .into_iter()
-        .flatten()
-        .next()
-        .unwrap();
+    // Requests go out once a second: three take two seconds, in which
+    // more keyframes without parameter sets came.
+    let warnings = watch_bus(&publ.pipeline, Duration::from_secs(10), |w| {
+        !w.is_empty() && publ.requests.load(Ordering::SeqCst) >= 3
+    });
+    let sink = by_factory(&publ.pipeline, "moqsink");
     let stats = sink.property::<gst::Structure>("stats");
     eprintln!(
         "warnings {warnings:#?}; {} keyframe requests; stats {stats}",

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use gst::glib;
 use gst::prelude::*;
 
 #[derive(Default, Debug)]
@@ -169,16 +168,6 @@ fn wait_for(
             panic!("subscriber error: {msg:?}");
         }
     }
-}
-
-/// The nick of an element's `status` property.
-fn status(element: &gst::Element) -> String {
-    let value = element.property_value("status");
-    glib::EnumValue::from_value(&value)
-        .unwrap()
-        .1
-        .nick()
-        .to_string()
 }
 
 fn sink_props(broadcast: &str) -> String {
@@ -390,7 +379,14 @@ fn late_joiner_plays_at_the_live_edge() {
     );
     let publ = publisher(&description, &Arc::default());
     publ.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Two seconds into the group: 60 frames published.
+    let sink = by_factory(&publ, "moqsink");
+    watch_bus(&publ, Duration::from_secs(20), |_| {
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("frames")
+            .unwrap_or(0)
+            >= 60
+    });
     let sub = gst::parse::launch(&format!(
         "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true ! fakesink name=out sync=false",
         RELAY.url()

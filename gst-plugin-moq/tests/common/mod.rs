@@ -10,7 +10,7 @@ pub mod relay;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{LazyLock, Once};
+use std::sync::{Arc, LazyLock, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -100,4 +100,89 @@ pub fn wait_error(pipeline: &gst::Pipeline, timeout: Duration) -> Option<(String
         ),
         start.elapsed(),
     ))
+}
+
+/// A pipeline from a description, with GStreamer and the plugin initialized.
+pub fn pipeline(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("{e}: {description}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
+}
+
+/// The element of `pipeline` made by `factory` (the first one).
+pub fn by_factory(pipeline: &gst::Pipeline, factory: &str) -> gst::Element {
+    pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == factory))
+        .unwrap_or_else(|| panic!("no {factory} in the pipeline"))
+}
+
+/// What `pipeline`'s bus holds now: panics on an ERROR (naming `who`),
+/// returns the WARNING texts.
+pub fn no_error(pipeline: &gst::Pipeline, who: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    while let Some(msg) = pipeline.bus().unwrap().pop() {
+        collect(&msg, who, &mut warnings);
+    }
+    warnings
+}
+
+/// Reads `pipeline`'s bus until `done(warnings so far)` holds or `timeout`
+/// has passed, panicking on an ERROR; returns the WARNING texts seen.
+pub fn watch_bus(
+    pipeline: &gst::Pipeline,
+    timeout: Duration,
+    mut done: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut warnings = Vec::new();
+    while !done(&warnings) && Instant::now() < deadline {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(20)) {
+            collect(&msg, &pipeline.name(), &mut warnings);
+        }
+    }
+    warnings
+}
+
+fn collect(msg: &gst::Message, who: &str, warnings: &mut Vec<String>) {
+    match msg.view() {
+        gst::MessageView::Error(e) => panic!("{who}: {} ({:?})", e.error(), e.debug()),
+        gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+        _ => {}
+    }
+}
+
+/// `f` of every buffer that reaches the sink pad of the element `name`.
+pub fn record<T: Send + 'static>(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    f: impl Fn(&gst::BufferRef) -> Option<T> + Send + Sync + 'static,
+) -> Arc<Mutex<Vec<T>>> {
+    let seen: Arc<Mutex<Vec<T>>> = Arc::default();
+    let kept = seen.clone();
+    pipeline
+        .by_name(name)
+        .unwrap_or_else(|| panic!("no element {name}"))
+        .static_pad("sink")
+        .expect("a sink pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(value) = info.buffer().and_then(|b| f(b)) {
+                kept.lock().unwrap().push(value);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    seen
+}
+
+/// The nick of an element's `status` property (idle, connecting, connected, ...).
+pub fn status(element: &gst::Element) -> String {
+    let value = element.property_value("status");
+    gst::glib::EnumValue::from_value(&value)
+        .map(|(_, v)| v.nick().to_string())
+        .unwrap_or_default()
 }
