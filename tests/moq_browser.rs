@@ -44,7 +44,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 fn build_pages(dir: &Path) -> Result<(), String> {
-    let newest_source = ["watch.js", "publish.js", "package-lock.json"]
+    let newest_source = ["watch.js", "publish.js", "page.js", "package-lock.json"]
         .iter()
         .filter_map(|f| modified(&dir.join(f)))
         .max();

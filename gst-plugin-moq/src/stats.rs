@@ -13,6 +13,13 @@ use crate::runtime::RUNTIME;
 
 pub const DEFAULT_STATS_INTERVAL_MS: u32 = 0;
 
+/// The `delay-us` both elements report: how far the running time `now` is
+/// past `at`, in µs (negative: `at` is still ahead).
+pub fn delay_us(now: gst::ClockTime, at: gst::ClockTime) -> i64 {
+    let us = |t: gst::ClockTime| i64::try_from(t.useconds()).unwrap_or(i64::MAX);
+    us(now).saturating_sub(us(at))
+}
+
 pub fn interval_property() -> glib::ParamSpec {
     glib::ParamSpecUInt::builder("stats-interval")
         .nick("Statistics interval")

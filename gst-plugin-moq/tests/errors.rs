@@ -10,14 +10,6 @@ use std::time::Duration;
 use common::*;
 use gst::prelude::*;
 
-fn pipeline(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 fn expect_error(p: &gst::Pipeline, bound: Duration, needles: &[&str]) -> Duration {
     let _ = p.set_state(gst::State::Playing);
     let (text, took) = wait_error(p, bound).unwrap_or_else(|| panic!("no ERROR within {bound:?}"));
@@ -440,33 +432,11 @@ fn hostile_frames_are_warnings() {
          src.audio_2 ! fakesink sync=false async=false",
         RELAY.url()
     ));
-    let pts: std::sync::Arc<std::sync::Mutex<Vec<gst::ClockTime>>> = Default::default();
-    let seen = pts.clone();
-    p.by_name("jumpy")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(t) = info.buffer().and_then(|b| b.pts()) {
-                seen.lock().unwrap().push(t);
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let pts = record(&p, "jumpy", |b| b.pts());
     p.set_state(gst::State::Playing).unwrap();
-    let bus = p.bus().unwrap();
-    let mut warnings = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline
-        && (pts.lock().unwrap().len() < 6 || warnings.len() < 3)
-    {
-        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) {
-            match msg.view() {
-                gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-                gst::MessageView::Error(e) => panic!("error: {}", e.error()),
-                _ => {}
-            }
-        }
-    }
+    let warnings = watch_bus(&p, Duration::from_secs(10), |w| {
+        pts.lock().unwrap().len() >= 6 && w.len() >= 3
+    });
     p.set_state(gst::State::Null).unwrap();
     eprintln!("warnings: {warnings:#?}");
     let pts = pts.lock().unwrap().clone();
@@ -588,59 +558,35 @@ fn track_ending_mid_group() {
          src.audio_1 ! fakesink name=good sync=false async=false",
         RELAY.url()
     ));
-    let counter = |name: &str| {
-        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let eos = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (seen, ended) = (n.clone(), eos.clone());
-        p.by_name(name)
-            .unwrap()
-            .static_pad("sink")
-            .unwrap()
-            .add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |_, info| {
-                    if info.buffer().is_some() {
-                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    if info
-                        .event()
-                        .is_some_and(|e| e.type_() == gst::EventType::Eos)
-                    {
-                        ended.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    gst::PadProbeReturn::Ok
-                },
-            );
-        (n, eos)
-    };
-    let (cut, cut_eos) = counter("cut");
-    let (good, _) = counter("good");
+    let cut = record(&p, "cut", |_| Some(()));
+    let good = record(&p, "good", |_| Some(()));
+    let cut_eos = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ended = cut_eos.clone();
+    p.by_name("cut")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if info
+                .event()
+                .is_some_and(|e| e.type_() == gst::EventType::Eos)
+            {
+                ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let ended = || cut_eos.load(std::sync::atomic::Ordering::SeqCst);
+    let load = |n: &std::sync::Mutex<Vec<()>>| n.lock().unwrap().len();
     p.set_state(gst::State::Playing).unwrap();
-    let bus = p.bus().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let load = |n: &std::sync::Arc<std::sync::atomic::AtomicUsize>| {
-        n.load(std::sync::atomic::Ordering::SeqCst)
-    };
-    while std::time::Instant::now() < deadline
-        && !(cut_eos.load(std::sync::atomic::Ordering::SeqCst) && load(&good) >= 5)
-    {
-        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50))
-            && let gst::MessageView::Error(e) = msg.view()
-        {
-            panic!("error: {} ({:?})", e.error(), e.debug());
-        }
-    }
+    watch_bus(&p, Duration::from_secs(10), |_| ended() && load(&good) >= 5);
     p.set_state(gst::State::Null).unwrap();
     eprintln!(
         "cut track: {} frames, EOS {}; good track: {} frames",
         load(&cut),
-        cut_eos.load(std::sync::atomic::Ordering::SeqCst),
+        ended(),
         load(&good)
     );
-    assert!(
-        cut_eos.load(std::sync::atomic::Ordering::SeqCst),
-        "the cut track's pad never ended"
-    );
+    assert!(ended(), "the cut track's pad never ended");
     // Its first group whole; of the cut one, what was written (or nothing,
     // if the relay dropped the unfinished group).
     assert!((2..=4).contains(&load(&cut)), "{} frames", load(&cut));
@@ -673,28 +619,11 @@ fn oversized_frame_passes_through() {
          ! fakesink name=out sync=false async=false",
         RELAY.url()
     ));
-    let sizes: std::sync::Arc<std::sync::Mutex<Vec<usize>>> = Default::default();
-    let seen = sizes.clone();
-    p.by_name("out")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(b) = info.buffer() {
-                seen.lock().unwrap().push(b.size());
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let sizes = record(&p, "out", |b| Some(b.size()));
     p.set_state(gst::State::Playing).unwrap();
-    let bus = p.bus().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline && sizes.lock().unwrap().len() < 4 {
-        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50))
-            && let gst::MessageView::Error(e) = msg.view()
-        {
-            panic!("error: {} ({:?})", e.error(), e.debug());
-        }
-    }
+    watch_bus(&p, Duration::from_secs(15), |_| {
+        sizes.lock().unwrap().len() >= 4
+    });
     p.set_state(gst::State::Null).unwrap();
     let sizes = sizes.lock().unwrap().clone();
     eprintln!("buffer sizes: {sizes:?}");

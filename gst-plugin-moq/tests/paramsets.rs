@@ -49,16 +49,13 @@ struct Publisher {
 /// x264enc (a keyframe every 15 frames, SPS/PPS on each) whose parameter
 /// sets are removed after the first `keep` keyframes.
 fn publisher(broadcast: &str, keep: u64) -> Publisher {
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = pipeline(&format!(
         "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
          ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 \
          ! video/x-h264,stream-format=byte-stream,alignment=au ! identity name=strip \
          ! moqsink url={} broadcast={broadcast} tls-disable-verify=true",
         RELAY.url()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let pad = pipeline
         .by_name("strip")
         .unwrap()
@@ -105,14 +102,11 @@ fn publisher(broadcast: &str, keep: u64) -> Publisher {
 
 /// moqsrc -> h264parse -> avdec_h264, counting decoded frames.
 fn decoder(broadcast: &str) -> (gst::Pipeline, Arc<AtomicU64>) {
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = pipeline(&format!(
         "moqsrc url={} broadcast={broadcast} tls-disable-verify=true \
          ! queue ! h264parse ! avdec_h264 ! fakesink name=out sync=false",
         RELAY.url()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let decoded = Arc::new(AtomicU64::new(0));
     let seen = decoded.clone();
     pipeline

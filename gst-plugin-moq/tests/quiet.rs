@@ -18,24 +18,17 @@ const CHILD: &str = "GST_MOQ_QUIET_CHILD";
 
 /// What the child runs: both elements, connection, catalog, media, EOS.
 fn round_trip() {
-    init();
     let broadcast = unique_broadcast("quiet");
-    let sub = gst::parse::launch(&format!(
+    let sub = pipeline(&format!(
         "moqsrc url={} broadcast={broadcast} tls-disable-verify=true ! fakesink sync=false",
         RELAY.url()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     sub.set_state(gst::State::Playing).unwrap();
-    let publ = gst::parse::launch(&format!(
+    let publ = pipeline(&format!(
         "audiotestsrc is-live=true num-buffers=50 ! audioconvert ! opusenc \
          ! moqsink url={} broadcast={broadcast} tls-disable-verify=true",
         RELAY.url()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     publ.set_state(gst::State::Playing).unwrap();
     let published = wait_eos(&publ, Duration::from_secs(30));
     let played = wait_eos(&sub, Duration::from_secs(30));

@@ -159,13 +159,7 @@ fn moqsrc_resubscribes_after_a_relay_restart() {
         .property::<gst::Structure>("stats");
     assert!(stats.get::<u64>("resubscriptions").unwrap() >= 1, "{stats}");
     assert!(stats.get::<u64>("reconnects").unwrap() >= 1, "{stats}");
-    let sink_stats = publisher
-        .iterate_sinks()
-        .into_iter()
-        .flatten()
-        .find(|e| e.factory().is_some_and(|f| f.name() == "moqsink"))
-        .expect("the moqsink")
-        .property::<gst::Structure>("stats");
+    let sink_stats = by_factory(&publisher, "moqsink").property::<gst::Structure>("stats");
     eprintln!("after the restart: {stats}\n{sink_stats}");
     assert!(
         sink_stats.get::<u64>("reconnects").unwrap() >= 1,

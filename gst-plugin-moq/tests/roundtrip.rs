@@ -387,42 +387,20 @@ fn late_joiner_plays_at_the_live_edge() {
             .unwrap_or(0)
             >= 60
     });
-    let sub = gst::parse::launch(&format!(
+    let sub = pipeline(&format!(
         "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true ! fakesink name=out sync=false",
         RELAY.url()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     // (pts, running time when it left moqsrc), per buffer.
-    let seen: Arc<Mutex<Vec<(gst::ClockTime, gst::ClockTime)>>> = Arc::default();
-    let probe_seen = seen.clone();
-    let src = sub.by_name("src").unwrap();
-    let clock_of = src.downgrade();
-    sub.by_name("out")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let (Some(pts), Some(now)) = (
-                info.buffer().and_then(|b| b.pts()),
-                clock_of.upgrade().and_then(|e| e.current_running_time()),
-            ) {
-                probe_seen.lock().unwrap().push((pts, now));
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let clock_of = sub.by_name("src").unwrap().downgrade();
+    let seen = record(&sub, "out", move |b| {
+        Some((b.pts()?, clock_of.upgrade()?.current_running_time()?))
+    });
     sub.set_state(gst::State::Playing).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while seen.lock().unwrap().len() < 120 {
-        assert!(std::time::Instant::now() < deadline, "too few frames");
-        if let Some(msg) = sub.bus().unwrap().timed_pop_filtered(
-            gst::ClockTime::from_mseconds(50),
-            &[gst::MessageType::Error],
-        ) {
-            panic!("subscriber error: {msg:?}");
-        }
-    }
+    watch_bus(&sub, Duration::from_secs(20), |_| {
+        seen.lock().unwrap().len() >= 120
+    });
+    assert!(seen.lock().unwrap().len() >= 120, "too few frames");
     sub.set_state(gst::State::Null).unwrap();
     publ.set_state(gst::State::Null).unwrap();
     let seen = seen.lock().unwrap().clone();
@@ -610,13 +588,7 @@ fn stats_messages() {
     };
     // The fields a dashboard reads, on both sides.
     let fields = |pipeline: &gst::Pipeline, factory: &str| {
-        let element = pipeline
-            .iterate_elements()
-            .into_iter()
-            .flatten()
-            .find(|e| e.factory().is_some_and(|f| f.name() == factory))
-            .unwrap();
-        element.property::<gst::Structure>("stats")
+        by_factory(pipeline, factory).property::<gst::Structure>("stats")
     };
     let sink_stats = frames_seen(&publ, "application/x-moqsink-stats");
     let src_stats = frames_seen(&sub, "application/x-moqsrc-stats");

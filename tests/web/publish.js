@@ -2,25 +2,17 @@
 //
 // The MoQ project's own publisher (@moq/publish) on a bare page, for
 // tests/moq_browser.rs: ?url=RELAY&name=BROADCAST publishes the camera
-// (Chromium's fake device) and microphone. Twice a second it logs its
-// connection, as one console line the test reads from Chromium's stderr:
+// (Chromium's fake device) and microphone. It logs its connection:
 //   moq-web: status S version V
 import "@moq/publish/element";
+import { mount, report } from "./page.js";
 
-const params = new URLSearchParams(location.search);
-const publish = document.createElement("moq-publish");
-publish.setAttribute("url", params.get("url") ?? "");
-publish.setAttribute("name", params.get("name") ?? "");
-publish.setAttribute("source", "camera");
 const preview = document.createElement("video");
 preview.muted = true;
 preview.autoplay = true;
-publish.appendChild(preview);
-document.body.appendChild(publish);
+const publish = mount("moq-publish", { source: "camera" }, preview);
 
-setInterval(() => {
+report(() => {
 	const established = publish.connection.established.peek();
-	console.log(
-		`moq-web: status ${publish.connection.status.peek()} version ${established?.version ?? "-"}`,
-	);
-}, 500);
+	return `status ${publish.connection.status.peek()} version ${established?.version ?? "-"}`;
+});

@@ -610,9 +610,8 @@ impl MoqSink {
         match publisher.write(payload, timestamp, keyframe) {
             Ok(()) => {
                 if let Some(now) = now {
-                    let us = |t: gst::ClockTime| i64::try_from(t.useconds()).unwrap_or(i64::MAX);
                     self.delay_us
-                        .store(us(now) - us(running_time), Ordering::Relaxed);
+                        .store(crate::stats::delay_us(now, running_time), Ordering::Relaxed);
                 }
                 state.need_keyframe = false;
                 state.last_end = duration.map(|d| running_time + d);

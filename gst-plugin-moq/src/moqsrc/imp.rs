@@ -12,7 +12,7 @@ use gst::subclass::prelude::*;
 use tokio::sync::mpsc;
 
 use super::MoqSrcPad;
-use super::timeline::{Timeline, signed_us};
+use super::timeline::Timeline;
 use crate::catalog::{self, TrackKind};
 use crate::connection::{self, Target};
 use crate::log;
@@ -387,7 +387,7 @@ impl MoqSrc {
                     .monotonic(self.timeline.running_time(played_us, now));
                 if let Some(now) = now {
                     self.delay_us
-                        .store(signed_us(now) - signed_us(pts), Ordering::Relaxed);
+                        .store(crate::stats::delay_us(now, pts), Ordering::Relaxed);
                 }
                 // Wraps the received bytes; no copy.
                 let mut buffer = gst::Buffer::from_slice(payload);

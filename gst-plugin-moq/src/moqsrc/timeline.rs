@@ -33,7 +33,7 @@ const WINDOW_US: i64 = 5_000_000;
 const SLEW_PPM: i64 = 1_000;
 
 /// A running time in µs, as a signed number for differences.
-pub fn signed_us(t: gst::ClockTime) -> i64 {
+fn signed_us(t: gst::ClockTime) -> i64 {
     i64::try_from(t.useconds()).unwrap_or(i64::MAX)
 }
 
@@ -138,25 +138,35 @@ mod tests {
         assert_eq!(t.running_time(10, Some(ms(7))), ms(7));
     }
 
-    /// Frames every 20 ms for `seconds`, on a publisher clock `ppm` slower
-    /// (negative: faster) than ours, each arriving `jitter(i)` µs after the
-    /// fastest path; returns how late the last second's frames were (µs).
-    fn drift(seconds: i64, ppm: i64, jitter: impl Fn(i64) -> i64) -> (i64, i64) {
+    /// Frames every 20 ms for `seconds`, each arriving at `arrival(i, ts)`
+    /// (µs of our running time); returns how late each one was played (µs),
+    /// checking that timestamps never went back.
+    fn lateness(seconds: i64, arrival: impl Fn(i64, i64) -> i64) -> Vec<i64> {
         let t = Timeline::default();
-        let mut late = Vec::new();
         let mut last = 0u64;
-        for i in 0..seconds * 50 {
-            let ts = i * 20_000;
-            // Our clock runs (1 + ppm) as fast as the publisher's.
-            let now = ts + ts * ppm / 1_000_000 + 50_000 + jitter(i);
-            let pts = t.running_time(ts as u64, Some(gst::ClockTime::from_useconds(now as u64)));
-            assert!(pts.useconds() >= last, "went back at frame {i}");
-            last = pts.useconds();
-            if i >= (seconds - 1) * 50 {
-                late.push(now - pts.useconds() as i64);
-            }
-        }
-        (*late.iter().min().unwrap(), *late.iter().max().unwrap())
+        (0..seconds * 50)
+            .map(|i| {
+                let ts = i * 20_000;
+                let now = arrival(i, ts);
+                let pts =
+                    t.running_time(ts as u64, Some(gst::ClockTime::from_useconds(now as u64)));
+                assert!(pts.useconds() >= last, "went back at frame {i}");
+                last = pts.useconds();
+                now - pts.useconds() as i64
+            })
+            .collect()
+    }
+
+    /// A publisher clock `ppm` slower (negative: faster) than ours, each
+    /// frame `jitter(i)` µs after the fastest path: how late the last
+    /// second's frames were (min, max).
+    fn drift(seconds: i64, ppm: i64, jitter: impl Fn(i64) -> i64) -> (i64, i64) {
+        // Our clock runs (1 + ppm) as fast as the publisher's.
+        let late = lateness(seconds, |i, ts| {
+            ts + ts * ppm / 1_000_000 + 50_000 + jitter(i)
+        });
+        let last = &late[late.len() - 50..];
+        (*last.iter().min().unwrap(), *last.iter().max().unwrap())
     }
 
     #[test]
@@ -185,15 +195,10 @@ mod tests {
     fn a_lasting_extra_delay_is_absorbed_slowly() {
         // The path gets 100 ms slower after 10 s and stays so: frames are
         // late at first, then the mapping rises at 1 ms/s (slewed).
-        let t = Timeline::default();
-        let mut late_at = Vec::new();
-        for i in 0..200 * 50 {
-            let ts = i * 20_000;
+        let late_at = lateness(200, |i, ts| {
             let extra = if i >= 10 * 50 { 100_000 } else { 0 };
-            let now = ts + 50_000 + extra;
-            let pts = t.running_time(ts as u64, Some(gst::ClockTime::from_useconds(now as u64)));
-            late_at.push(now - pts.useconds() as i64);
-        }
+            ts + 50_000 + extra
+        });
         // Right after the change: 100 ms late; 20 s on, less; at 200 s, on time.
         assert_eq!(late_at[10 * 50], 100_000);
         assert!(late_at[40 * 50] < 90_000, "{}", late_at[40 * 50]);
