@@ -17,6 +17,23 @@ pub const DEFAULT_TLS_DISABLE_VERIFY: bool = false;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
 /// Offer every wire protocol version and let the relay pick.
 pub const DEFAULT_MOQ_VERSION: &str = "auto";
+/// How long the relay may stay silent before the connection counts as lost.
+/// A relay that crashes or a link that blackholes sends no close, so this is
+/// how long a stall lasts before redialing starts. moq-tokio's 10 s suits a
+/// relay mesh; live media wants to notice in about two seconds. QUIC uses
+/// the smaller of both ends' values, so the relay drops a vanished element
+/// just as fast.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u32 = 2_000;
+/// Keep-alive pings, several per idle timeout so one lost ping (or two)
+/// does not end a healthy but quiet connection (a subscriber between groups,
+/// an audio-only publisher on a lossy link).
+pub const DEFAULT_KEEP_ALIVE_MS: u32 = 500;
+/// First pause before redialing a relay that went away; redials after that
+/// double it up to `REDIAL_MAX`. moq-tokio's 1 s start and 5 s cap leave a
+/// restarted relay unused for up to 5 s; a live stream wants it back at once,
+/// and one small QUIC handshake a second costs a relay nothing.
+const REDIAL_FIRST: Duration = Duration::from_millis(200);
+const REDIAL_MAX: Duration = Duration::from_secs(1);
 
 /// URL schemes the MoQ client can dial without extra features.
 const SCHEMES: &[&str] = &["https", "http", "moqt", "moql", "wss", "ws"];
@@ -32,6 +49,8 @@ pub struct Settings {
     /// Never logged, never read back.
     pub auth_token: Option<String>,
     pub connect_timeout_ms: u32,
+    pub idle_timeout_ms: u32,
+    pub keep_alive_ms: u32,
     pub moq_version: String,
     pub reconnect: bool,
 }
@@ -46,6 +65,8 @@ impl Default for Settings {
             tls_fingerprint: None,
             auth_token: None,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            keep_alive_ms: DEFAULT_KEEP_ALIVE_MS,
             moq_version: DEFAULT_MOQ_VERSION.to_string(),
             reconnect: true,
         }
@@ -86,6 +107,10 @@ pub struct Target {
     pub tls_root_cert: Option<std::path::PathBuf>,
     pub tls_fingerprint: Option<String>,
     pub connect_timeout: Duration,
+    /// Silence after which the relay counts as gone (QUIC idle timeout).
+    pub idle_timeout: Duration,
+    /// Interval of keep-alive pings; zero sends none.
+    pub keep_alive: Duration,
     /// Whether losing the relay is survived (redial) or an error.
     pub reconnect: bool,
     /// Wire versions to offer; empty offers all.
@@ -100,6 +125,8 @@ impl std::fmt::Debug for Target {
             .field("tls_disable_verify", &self.tls_disable_verify)
             .field("tls_root_cert", &self.tls_root_cert)
             .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keep_alive", &self.keep_alive)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +218,23 @@ impl Settings {
                 ("tls-fingerprint '{}' is not a hex SHA-256 fingerprint", fp)
             ));
         }
+        if self.idle_timeout_ms == 0 {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("idle-timeout must be above 0 ms: a dead relay would never be noticed")
+            ));
+        }
+        if self.keep_alive_ms >= self.idle_timeout_ms {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                (
+                    "keep-alive ({} ms) must be shorter than idle-timeout ({} ms), or a quiet \
+                     connection is dropped between pings",
+                    self.keep_alive_ms,
+                    self.idle_timeout_ms
+                )
+            ));
+        }
         let versions = parse_versions(&self.moq_version)
             .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{}", err)))?;
         let mut url = url;
@@ -205,6 +249,8 @@ impl Settings {
             tls_root_cert,
             tls_fingerprint,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.into()),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.into()),
+            keep_alive: Duration::from_millis(self.keep_alive_ms.into()),
             reconnect: self.reconnect,
             versions,
         })
@@ -281,6 +327,26 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_CONNECT_TIMEOUT_MS)
             .mutable_ready()
             .build(),
+        glib::ParamSpecUInt::builder("idle-timeout")
+            .nick("Idle timeout")
+            .blurb(
+                "Milliseconds without a packet from the relay after which it counts as gone \
+                 (QUIC idle timeout: a crashed relay or a dead link sends no close) and \
+                 redialing starts; the smaller of both ends' values applies",
+            )
+            .minimum(1)
+            .default_value(DEFAULT_IDLE_TIMEOUT_MS)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("keep-alive")
+            .nick("Keep-alive interval")
+            .blurb(
+                "Milliseconds between QUIC keep-alive pings, which keep a quiet connection \
+                 from reaching idle-timeout; 0 sends none. Must be below idle-timeout",
+            )
+            .default_value(DEFAULT_KEEP_ALIVE_MS)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecBoolean::builder("reconnect")
             .nick("Reconnect")
             .blurb(
@@ -312,6 +378,10 @@ pub fn set_property(settings: &mut Settings, value: &glib::Value, pspec: &glib::
         "connect-timeout" => {
             settings.connect_timeout_ms = value.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)
         }
+        "idle-timeout" => {
+            settings.idle_timeout_ms = value.get().unwrap_or(DEFAULT_IDLE_TIMEOUT_MS)
+        }
+        "keep-alive" => settings.keep_alive_ms = value.get().unwrap_or(DEFAULT_KEEP_ALIVE_MS),
         "reconnect" => settings.reconnect = value.get().unwrap_or(true),
         _ => return false,
     }
@@ -330,6 +400,8 @@ pub fn property(settings: &Settings, pspec: &glib::ParamSpec) -> Option<glib::Va
         "auth-token" => None::<String>.to_value(),
         "moq-version" => settings.moq_version.to_value(),
         "connect-timeout" => settings.connect_timeout_ms.to_value(),
+        "idle-timeout" => settings.idle_timeout_ms.to_value(),
+        "keep-alive" => settings.keep_alive_ms.to_value(),
         "reconnect" => settings.reconnect.to_value(),
         _ => return None,
     })
@@ -363,9 +435,14 @@ pub fn connect(target: &Target, role: Role) -> Result<moq_tokio::Connection, gst
     config.tls.root = target.tls_root_cert.iter().cloned().collect();
     config.tls.fingerprint = target.tls_fingerprint.iter().cloned().collect();
     config.backoff.timeout = target.connect_timeout;
+    config.backoff.initial = REDIAL_FIRST;
+    config.backoff.max = REDIAL_MAX;
     config.version = target.versions.clone();
+    let mut quic = moq_tokio::quic::Config::default();
+    quic.idle_timeout = target.idle_timeout;
+    quic.keep_alive = target.keep_alive;
     let client = config
-        .init(moq_tokio::quic::Config::default())
+        .init(quic)
         .map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
@@ -407,6 +484,8 @@ pub struct StatusCell {
     status: AtomicI32,
     /// Times the connection came back after it was lost.
     reconnects: AtomicU64,
+    /// Woken each time the connection is (re)established.
+    connected: tokio::sync::Notify,
     /// Watches the live session (without keeping the connection alive).
     monitor: std::sync::Mutex<Option<moq_tokio::connection::Monitor>>,
 }
@@ -436,7 +515,7 @@ impl StatusCell {
     }
 
     pub fn get(&self) -> Status {
-        match self.status.load(Ordering::Relaxed) {
+        match self.status.load(Ordering::SeqCst) {
             1 => Status::Connecting,
             2 => Status::Connected,
             3 => Status::Reconnecting,
@@ -446,9 +525,23 @@ impl StatusCell {
     }
 
     pub fn set(&self, status: Status) {
-        self.status.store(status as i32, Ordering::Relaxed);
-        if status == Status::Idle {
-            *self.monitor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.status.store(status as i32, Ordering::SeqCst);
+        match status {
+            Status::Idle => *self.monitor.lock().unwrap_or_else(|e| e.into_inner()) = None,
+            Status::Connected => self.connected.notify_waiters(),
+            _ => {}
+        }
+    }
+
+    /// Resolves once the connection is up (at once if it is now).
+    pub async fn wait_connected(&self) {
+        loop {
+            // Created before the check: a wake-up between the two is kept.
+            let woken = self.connected.notified();
+            if self.get() == Status::Connected {
+                return;
+            }
+            woken.await;
         }
     }
 }
@@ -517,8 +610,9 @@ pub fn lost_message(target: &Target, write: bool) -> gst::ErrorMessage {
     }
 }
 
-/// The error message for a connection that gave up, naming the relay and cause.
-pub fn failure_message(target: &Target, err: &moq_tokio::Error, write: bool) -> gst::ErrorMessage {
+/// Why a connection gave up, naming the relay and the cause, with a hint
+/// for the causes users meet most.
+pub fn failure_text(target: &Target, err: &moq_tokio::Error) -> String {
     let cause = err.to_string();
     let hint = if cause.contains("certificate") {
         " (for a local relay with a self-signed certificate set tls-disable-verify=true, or use an http:// URL to pin it)"
@@ -527,10 +621,15 @@ pub fn failure_message(target: &Target, err: &moq_tokio::Error, write: bool) -> 
     } else {
         ""
     };
-    let text = format!(
+    format!(
         "Connection to MoQ relay {} failed: {cause}{hint}",
         target.display_url()
-    );
+    )
+}
+
+/// The error message for a connection that gave up, naming the relay and cause.
+pub fn failure_message(target: &Target, err: &moq_tokio::Error, write: bool) -> gst::ErrorMessage {
+    let text = failure_text(target, err);
     if write {
         gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", text))
     } else {

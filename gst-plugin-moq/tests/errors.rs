@@ -86,6 +86,27 @@ fn src_unreachable_relay() {
     unreachable("moqsrc");
 }
 
+/// A stream that ends before the relay was ever reached is an ERROR that
+/// names the relay and says the stream was lost, never a clean EOS.
+#[test]
+fn sink_eos_without_a_relay_is_an_error() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/anon", silent.local_addr().unwrap());
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true num-buffers=10 ! video/x-raw,format=I420,width=160,height=120 \
+         ! x264enc tune=zerolatency ! h264parse \
+         ! moqsink url={url} broadcast=x tls-disable-verify=true connect-timeout=1500"
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let ended = wait_eos(&p, Duration::from_secs(15));
+    p.set_state(gst::State::Null).unwrap();
+    let text = ended.expect_err("an ERROR, not EOS");
+    for needle in ["Connection to MoQ relay", "127.0.0.1", "EOS", "lost"] {
+        assert!(text.contains(needle), "'{text}' does not mention '{needle}'");
+    }
+    drop(silent);
+}
+
 /// The relay refuses a path that is not public: an error, right away.
 #[test]
 fn refused_connection() {

@@ -72,6 +72,9 @@ struct Session {
     stopping: Arc<AtomicBool>,
     catalog_finished: bool,
     eos_posted: bool,
+    /// Every pad had EOS while the relay was not connected: EOS is held
+    /// until it is, so "EOS" keeps meaning "handed to the relay".
+    eos_wait: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -155,7 +158,16 @@ impl MoqSink {
                 if !stopping.load(Ordering::SeqCst)
                     && let Some(obj) = element.upgrade()
                 {
+                    let held = obj.imp().session().as_ref().is_some_and(|s| s.eos_wait.is_some());
                     obj.post_error_message(match ended {
+                        Some(err) if held => gst::error_msg!(
+                            gst::ResourceError::OpenWrite,
+                            (
+                                "{}; the stream ended (EOS) while the relay was unreachable, and what \
+                                 was not sent by then is lost",
+                                connection::failure_text(&target, &err)
+                            )
+                        ),
                         Some(err) => connection::failure_message(&target, &err, true),
                         None => connection::lost_message(&target, true),
                     });
@@ -194,6 +206,7 @@ impl MoqSink {
             stopping,
             catalog_finished: false,
             eos_posted: false,
+            eos_wait: None,
         });
         Ok(())
     }
@@ -219,6 +232,9 @@ impl MoqSink {
         session.stopping.store(true, Ordering::SeqCst);
         session.watcher.abort();
         session.announce_timer.abort();
+        if let Some(wait) = session.eos_wait.take() {
+            wait.abort();
+        }
         if let Some(ticker) = session.ticker.take() {
             ticker.abort();
         }
@@ -481,6 +497,34 @@ impl MoqSink {
                 gst::debug!(CAT, imp = self, "finishing the catalog: {err}");
             }
             session.catalog_finished = true;
+        }
+        if self.status.get() != connection::Status::Connected {
+            // Nothing reaches the relay before the connection does: posting
+            // EOS now would let the application stop and lose the stream
+            // without a word. Hold it; if the connection gives up, the
+            // watcher posts the ERROR instead.
+            if session.eos_wait.is_some() {
+                return;
+            }
+            let (status, element) = (self.status.clone(), self.obj().downgrade());
+            session.eos_wait = Some(RUNTIME.spawn(async move {
+                status.wait_connected().await;
+                if let Some(obj) = element.upgrade() {
+                    obj.imp().check_all_eos();
+                }
+            }));
+            let url = session.target.display_url();
+            drop(guard);
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::OpenWrite,
+                (
+                    "End of stream before MoQ relay {} was reached: EOS waits for the \
+                     connection (connect-timeout)",
+                    url
+                )
+            );
+            return;
         }
         session.eos_posted = true;
         gst::info!(CAT, imp = self, "all tracks finished, posting EOS");

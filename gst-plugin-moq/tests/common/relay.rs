@@ -110,3 +110,105 @@ impl Drop for Restartable {
         self.stop();
     }
 }
+
+/// A relay in a process of its own (this test binary run again, with only
+/// the calling test selected), so a test can kill it with SIGKILL: a relay
+/// that crashes sends no QUIC close, which the graceful `Restartable::stop`
+/// always does. Its certificate is new at each start, so clients use
+/// `tls-disable-verify`.
+pub struct Process {
+    pub addr: SocketAddr,
+    test: String,
+    child: Option<std::process::Child>,
+}
+
+/// Set in the child: the address its relay binds.
+const PROCESS_ENV: &str = "GST_MOQ_RELAY_PROCESS";
+
+impl Process {
+    /// Call first in a test that uses `Process`: in the child process this
+    /// runs the relay until it is killed and never returns.
+    pub fn serve_if_child() {
+        let Ok(bind) = std::env::var(PROCESS_ENV) else {
+            return;
+        };
+        let mut relay = Restartable {
+            addr: bind.parse().expect("a socket address"),
+            identity: moq_tokio::tls::Identity::generate(["localhost"]).expect("an identity"),
+            running: None,
+        };
+        relay.resume().expect("the relay starts");
+        println!("RELAY-LISTENING {}", relay.addr);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::park();
+        }
+    }
+
+    /// Start a relay process on a free port; `test` is the name of the
+    /// calling test, which must begin with `serve_if_child()`.
+    pub fn start(test: &str) -> Result<Self, String> {
+        let mut process = Self {
+            addr: "127.0.0.1:0".parse().expect("valid address"),
+            test: test.to_string(),
+            child: None,
+        };
+        process.restart()?;
+        Ok(process)
+    }
+
+    /// Start it again on the same address (after `kill`).
+    pub fn restart(&mut self) -> Result<(), String> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(
+            std::env::current_exe().map_err(|e| e.to_string())?,
+        )
+        .args(["--exact", &self.test, "--nocapture", "--test-threads=1"])
+        .env(PROCESS_ENV, self.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                // The test harness may have started the line already.
+                if let Some((_, addr)) = line.split_once("RELAY-LISTENING ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the relay process did not start".into());
+            }
+        };
+        self.addr = addr.parse().map_err(|_| format!("bad address {addr}"))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: the relay vanishes without a word to its clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}/anon", self.addr)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
