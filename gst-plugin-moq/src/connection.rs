@@ -378,9 +378,7 @@ pub fn set_property(settings: &mut Settings, value: &glib::Value, pspec: &glib::
         "connect-timeout" => {
             settings.connect_timeout_ms = value.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)
         }
-        "idle-timeout" => {
-            settings.idle_timeout_ms = value.get().unwrap_or(DEFAULT_IDLE_TIMEOUT_MS)
-        }
+        "idle-timeout" => settings.idle_timeout_ms = value.get().unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
         "keep-alive" => settings.keep_alive_ms = value.get().unwrap_or(DEFAULT_KEEP_ALIVE_MS),
         "reconnect" => settings.reconnect = value.get().unwrap_or(true),
         _ => return false,
@@ -441,18 +439,16 @@ pub fn connect(target: &Target, role: Role) -> Result<moq_tokio::Connection, gst
     let mut quic = moq_tokio::quic::Config::default();
     quic.idle_timeout = target.idle_timeout;
     quic.keep_alive = target.keep_alive;
-    let client = config
-        .init(quic)
-        .map_err(|err| {
-            gst::error_msg!(
-                gst::ResourceError::Settings,
-                (
-                    "Cannot set up a MoQ client for {}: {}",
-                    target.display_url(),
-                    err
-                )
+    let client = config.init(quic).map_err(|err| {
+        gst::error_msg!(
+            gst::ResourceError::Settings,
+            (
+                "Cannot set up a MoQ client for {}: {}",
+                target.display_url(),
+                err
             )
-        })?;
+        )
+    })?;
     let client = match role {
         Role::Publish(origin) => client.with_publisher(origin),
         Role::Subscribe(origin) => client.with_subscriber(origin),

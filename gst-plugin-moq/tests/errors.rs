@@ -102,7 +102,10 @@ fn sink_eos_without_a_relay_is_an_error() {
     p.set_state(gst::State::Null).unwrap();
     let text = ended.expect_err("an ERROR, not EOS");
     for needle in ["Connection to MoQ relay", "127.0.0.1", "EOS", "lost"] {
-        assert!(text.contains(needle), "'{text}' does not mention '{needle}'");
+        assert!(
+            text.contains(needle),
+            "'{text}' does not mention '{needle}'"
+        );
     }
     drop(silent);
 }

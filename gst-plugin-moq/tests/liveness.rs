@@ -111,41 +111,58 @@ fn playback_resumes_after_a_relay_crash() {
     let stream = Stream::start(&relay.url(), &relay.url(), &unique_broadcast("crash"));
     let mut warnings = Vec::new();
     stream
-        .wait(Duration::from_secs(30), &mut warnings, |s, _| s.frames() >= 30)
+        .wait(Duration::from_secs(30), &mut warnings, |s, _| {
+            s.frames() >= 30
+        })
         .expect("frames through the relay process");
 
+    // When each element first says it lost the relay.
+    let lost_at: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let (sink, src) = (stream.element("sink"), stream.element("src"));
+    for element in [&sink, &src] {
+        let lost_at = lost_at.clone();
+        let reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        element.connect_notify(Some("status"), move |element, _| {
+            if status(element) != "connected" && !reported.swap(true, Ordering::SeqCst) {
+                lost_at.lock().unwrap().push(Instant::now());
+            }
+        });
+    }
     relay.kill();
     let killed = Instant::now();
-    let (sink, src) = (stream.element("sink"), stream.element("src"));
-    let noticed = stream
-        .wait(Duration::from_secs(15), &mut warnings, |_, _| {
-            status(&sink) != "connected" && status(&src) != "connected"
-        })
-        .expect("both elements notice the relay is gone");
-    eprintln!("relay killed: both elements noticed after {noticed:?}");
-    assert!(
-        noticed < Duration::from_secs(6),
-        "noticed after {noticed:?}: the idle timeout is not applied"
-    );
-
-    // Down for 2 s in all, then back on the same port.
-    std::thread::sleep(Duration::from_secs(2).saturating_sub(killed.elapsed()));
+    // Down for 2 s, then back on the same port, noticed or not.
+    std::thread::sleep(Duration::from_secs(2));
     relay.restart().expect("relay starts again");
     let before = stream.frames();
     let resumed = stream
-        .wait(Duration::from_secs(20), &mut warnings, |s, _| {
+        .wait(Duration::from_secs(30), &mut warnings, |s, _| {
             s.frames() >= before + 10
         })
         .expect("playback resumes");
-    eprintln!("relay back: 10 frames played {resumed:?} later; warnings: {warnings:?}");
+    let noticed: Vec<Duration> = lost_at
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|at| at.duration_since(killed))
+        .collect();
+    eprintln!(
+        "relay killed, back 2 s later: lost noticed after {noticed:?}; 10 frames played \
+         {resumed:?} after the relay was back; warnings: {warnings:?}"
+    );
+    assert_eq!(noticed.len(), 2, "both elements say they lost the relay");
+    assert!(
+        noticed.iter().all(|n| *n < Duration::from_secs(6)),
+        "noticed after {noticed:?}: the idle timeout is not applied"
+    );
     assert!(
         resumed < Duration::from_secs(8),
         "playback resumed only {resumed:?} after the relay was back"
     );
-    assert!(
-        status(&sink) == "connected" && status(&src) == "connected",
-        "both reconnected"
-    );
+    stream
+        .wait(Duration::from_secs(5), &mut warnings, |_, _| {
+            status(&sink) == "connected" && status(&src) == "connected"
+        })
+        .expect("both reconnected");
 }
 
 #[test]
@@ -167,7 +184,9 @@ fn a_publisher_gone_silent_is_dropped_and_played_again() {
     );
     let mut warnings = Vec::new();
     stream
-        .wait(Duration::from_secs(30), &mut warnings, |s, _| s.frames() >= 30)
+        .wait(Duration::from_secs(30), &mut warnings, |s, _| {
+            s.frames() >= 30
+        })
         .expect("frames through the proxy");
 
     // The publisher's link blackholes: the relay hears nothing more from it
@@ -229,7 +248,11 @@ fn eos_waits_for_the_relay() {
         .expect("a message about the held EOS");
     match held.view() {
         gst::MessageView::Warning(w) => {
-            assert!(w.error().to_string().contains("End of stream before MoQ relay"))
+            assert!(
+                w.error()
+                    .to_string()
+                    .contains("End of stream before MoQ relay")
+            )
         }
         other => panic!("expected the held-EOS WARNING, got {other:?}"),
     }

@@ -161,15 +161,14 @@ impl Process {
     /// Start it again on the same address (after `kill`).
     pub fn restart(&mut self) -> Result<(), String> {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(
-            std::env::current_exe().map_err(|e| e.to_string())?,
-        )
-        .args(["--exact", &self.test, "--nocapture", "--test-threads=1"])
-        .env(PROCESS_ENV, self.addr.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        let mut child =
+            std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+                .args(["--exact", &self.test, "--nocapture", "--test-threads=1"])
+                .env(PROCESS_ENV, self.addr.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
