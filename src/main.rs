@@ -239,10 +239,8 @@ fn run() -> anyhow::Result<()> {
             };
             serve::run(
                 serve::Options {
-                    listen,
-                    relay: relay_url,
                     stun: args.preset.stun.clone(),
-                    broadcast_wait: serve::DEFAULT_BROADCAST_WAIT,
+                    ..serve::Options::new(listen, relay_url)
                 },
                 &interrupted,
             )

@@ -175,21 +175,47 @@ fn mids(lines: &[&str]) -> Vec<Option<String>> {
     out
 }
 
-/// Puts the answer's media sections in the offer's order (matched by
-/// `a=mid`). whepserversink sometimes answers audio before video when the
-/// offer had video first, and browsers reject an answer whose m-lines are
-/// out of order. An answer that does not carry exactly the offer's mids is
-/// returned as it is.
-pub fn align_answer(offer: &str, answer: &str) -> String {
+/// Checks that the answer carries exactly the offer's media sections and
+/// puts them in the offer's order (matched by `a=mid`): whepserversink
+/// sometimes answered audio before video when the offer had video first,
+/// and browsers reject an answer whose m-lines are out of order. An answer
+/// with other sections than the offer's (more, fewer, other mids) is an
+/// error: every peer rejects it, so it must never be sent.
+pub fn align_answer(offer: &str, answer: &str) -> Result<String, String> {
     let offer_lines = split_lines(offer);
     let answer_lines = split_lines(answer);
     let wanted = mids(&offer_lines);
     let have = mids(&answer_lines);
-    let same_set = wanted.len() == have.len()
-        && wanted.iter().all(|m| m.is_some() && have.contains(m))
-        && have.iter().all(|m| wanted.contains(m));
-    if !same_set || wanted == have {
-        return answer.to_owned();
+    let show = |mids: &[Option<String>]| {
+        mids.iter()
+            .map(|m| m.as_deref().unwrap_or("?"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if wanted.len() != have.len() {
+        return Err(format!(
+            "the answer has {} media sections ({}) for the offer's {} ({})",
+            have.len(),
+            show(&have),
+            wanted.len(),
+            show(&wanted)
+        ));
+    }
+    if wanted.iter().any(Option::is_none) {
+        // Without mids only the count can be checked.
+        return Ok(answer.to_owned());
+    }
+    let same_set =
+        wanted.iter().all(|m| have.contains(m)) && have.iter().all(|m| wanted.contains(m));
+    if !same_set {
+        return Err(format!(
+            "the answer's media sections ({}) are not the offer's ({})",
+            show(&have),
+            show(&wanted)
+        ));
+    }
+    if wanted == have {
+        return Ok(answer.to_owned());
     }
     let first = answer_lines
         .iter()
@@ -219,7 +245,7 @@ pub fn align_answer(offer: &str, answer: &str) -> String {
             out.extend(section.iter().map(|l| (*l).to_owned()));
         }
     }
-    join_lines(&out)
+    Ok(join_lines(&out))
 }
 
 #[cfg(test)]
@@ -315,16 +341,43 @@ a=rtpmap:97 OPUS/48000/2\r\n";
         let offer = "v=0\r\na=group:BUNDLE v a\r\nm=video 9 RTP 96\r\na=mid:v\r\nm=audio 9 RTP 111\r\na=mid:a\r\n";
         let swapped = "v=0\r\na=group:BUNDLE a v\r\nm=audio 9 RTP 111\r\na=mid:a\r\na=sendonly\r\n\
                        m=video 9 RTP 96\r\na=mid:v\r\na=sendonly\r\n";
+        let aligned = align_answer(offer, swapped).unwrap();
         assert_eq!(
-            align_answer(offer, swapped),
+            aligned,
             "v=0\r\na=group:BUNDLE v a\r\nm=video 9 RTP 96\r\na=mid:v\r\na=sendonly\r\n\
              m=audio 9 RTP 111\r\na=mid:a\r\na=sendonly\r\n"
         );
-        // In order already, or not the offer's mids: untouched.
-        let aligned = align_answer(offer, swapped);
-        assert_eq!(align_answer(offer, &aligned), aligned);
-        let other = "v=0\r\nm=audio 9 RTP 111\r\na=mid:x\r\n";
-        assert_eq!(align_answer(offer, other), other);
+        // In order already: untouched.
+        assert_eq!(align_answer(offer, &aligned).unwrap(), aligned);
+    }
+
+    #[test]
+    fn answers_with_other_sections_are_refused() {
+        let offer =
+            "v=0\r\nm=video 9 RTP 96\r\na=mid:video0\r\nm=audio 9 RTP 111\r\na=mid:audio1\r\n";
+        // What whepserversink answered when a stream's codec discovery
+        // finished after the offer was in: a third, extra video section.
+        let extra = "v=0\r\na=group:BUNDLE video0 audio1 video1\r\n\
+                     m=video 9 RTP 96\r\na=mid:video0\r\nm=audio 0 RTP 111\r\na=mid:audio1\r\n\
+                     m=video 0 RTP 96\r\na=mid:video1\r\n";
+        let err = align_answer(offer, extra).unwrap_err();
+        assert!(
+            err.contains("3 media sections (video0, audio1, video1)"),
+            "{err}"
+        );
+        assert!(err.contains("offer's 2 (video0, audio1)"), "{err}");
+        let other = "v=0\r\nm=video 9 RTP 96\r\na=mid:x\r\nm=audio 9 RTP 111\r\na=mid:audio1\r\n";
+        assert!(
+            align_answer(offer, other)
+                .unwrap_err()
+                .contains("not the offer's")
+        );
+        let fewer = "v=0\r\nm=video 9 RTP 96\r\na=mid:video0\r\n";
+        assert!(align_answer(offer, fewer).is_err());
+        // No mids to match by: the count decides.
+        let bare = "v=0\r\nm=video 9 RTP 96\r\nm=audio 9 RTP 111\r\n";
+        assert!(align_answer(bare, bare).is_ok());
+        assert!(align_answer(bare, fewer).is_err());
     }
 
     #[test]

@@ -38,6 +38,13 @@ use crate::sdp;
 
 /// How long a WHEP offer waits for its broadcast to appear by default.
 pub const DEFAULT_BROADCAST_WAIT: Duration = Duration::from_secs(15);
+/// How long an answered session may take to connect by default: ICE and
+/// DTLS take well under a second on a LAN and a few over the internet; a
+/// peer that rejected the answer, or whose ICE fails, never gets there.
+pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// How long a WHEP viewer waits for the relay before its POST fails: a
+/// relay that answers at all does so in well under a second.
+const RELAY_WAIT: Duration = Duration::from_secs(3);
 /// SDP offers are a few kilobytes; refuse anything absurd before reading it.
 const MAX_OFFER: u64 = 256 * 1024;
 
@@ -53,6 +60,22 @@ pub struct Options {
     pub stun: Option<String>,
     /// How long a WHEP viewer may wait for a broadcast that does not exist yet.
     pub broadcast_wait: Duration,
+    /// How long a session that was answered may take to connect (ICE and
+    /// DTLS) before it is ended as one that never will.
+    pub connect_wait: Duration,
+}
+
+impl Options {
+    /// The defaults for a listener and a relay.
+    pub fn new(listen: SocketAddr, relay: impl Into<String>) -> Self {
+        Self {
+            listen,
+            relay: relay.into(),
+            stun: None,
+            broadcast_wait: DEFAULT_BROADCAST_WAIT,
+            connect_wait: DEFAULT_CONNECT_WAIT,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +94,17 @@ struct Session {
     /// Ingest only: moqsink's video pad, where keyframe requests go upstream
     /// to the publisher.
     video_sink: Mutex<Option<gst::Pad>>,
+    /// The peer's WebRTC connection came up (ICE and DTLS done).
+    connected: Arc<AtomicBool>,
     ending: AtomicBool,
+}
+
+/// What an egress waits for before its offer can be answered.
+struct Ready {
+    /// moqsrc made a pad for every track.
+    pads: tokio::sync::oneshot::Receiver<()>,
+    /// whepserversink knows how to send each of them.
+    discovered: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// The sessions of one listener.
@@ -80,6 +113,8 @@ struct Gateway {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Keyframe requests passed on to publishers (viewers joining, PLI/FIR).
     keyframe_requests: AtomicU64,
+    /// Answered viewers whose WebRTC connection never came up.
+    never_connected: AtomicU64,
 }
 
 /// A running serve mode; dropping it ends every session and the listener.
@@ -108,6 +143,7 @@ impl Server {
             opts,
             sessions: Mutex::default(),
             keyframe_requests: AtomicU64::new(0),
+            never_connected: AtomicU64::new(0),
         });
         let routes = routes(gateway.clone());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -139,6 +175,12 @@ impl Server {
     /// a publisher of this gateway.
     pub fn keyframe_requests(&self) -> u64 {
         self.gateway.keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    /// How many answered WHEP viewers were ended because their WebRTC
+    /// connection never came up within `connect_wait`.
+    pub fn never_connected(&self) -> u64 {
+        self.gateway.never_connected.load(Ordering::Relaxed)
     }
 
     /// The sessions running now, as (kind, broadcast) pairs.
@@ -350,6 +392,7 @@ impl Gateway {
                 // A new viewer starts on a fresh keyframe, not the next
                 // natural one.
                 self.request_keyframe(&broadcast);
+                self.end_if_never_connected(&session);
             }
         }
         reply
@@ -446,6 +489,7 @@ impl Gateway {
             pipeline: pipeline.clone(),
             webrtc: src.clone(),
             video_sink: Mutex::default(),
+            connected: Arc::default(),
             ending: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&session);
@@ -485,39 +529,92 @@ impl Gateway {
             self.end(&session.id);
             return Err((StatusCode::INTERNAL_SERVER_ERROR, err));
         }
-        // The answer needs the broadcast's codecs: wait for moqsrc's pads,
-        // then for their caps to reach whepserversink (it cannot start a
-        // session on a stream without caps).
-        let webrtc = session.webrtc.clone();
-        let streams_ready = async move {
-            ready.await.map_err(|_| ())?;
-            loop {
-                let pads = webrtc.sink_pads();
-                if !pads.is_empty() && pads.iter().all(|p| p.current_caps().is_some()) {
-                    return Ok::<(), ()>(());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        match tokio::time::timeout(self.opts.broadcast_wait, streams_ready).await {
-            Ok(Ok(())) => Ok(session),
-            _ => {
+        match self.wait_streams(&session, broadcast, ready).await {
+            Ok(()) => Ok(session),
+            Err(err) => {
                 self.end(&session.id);
-                Err((
+                Err(err)
+            }
+        }
+    }
+
+    /// Waits until whepserversink can answer an offer for the broadcast:
+    /// moqsrc has made its pads and whepserversink has found how to send
+    /// each stream (its codec discovery, which needs the first buffers).
+    /// An offer handed over before that is answered, but the discovery that
+    /// ends later adds its stream to the session a second time, and the
+    /// answer grows an extra m-line that the peer rejects.
+    async fn wait_streams(
+        &self,
+        session: &Session,
+        broadcast: &str,
+        ready: Ready,
+    ) -> Result<(), (StatusCode, String)> {
+        let moqsrc = session.pipeline.by_name("moq");
+        let relay_state = || {
+            moqsrc
+                .as_ref()
+                .map(|src| {
+                    let value = src.property_value("status");
+                    glib::EnumValue::from_value(&value)
+                        .map(|(_, v)| v.nick().to_string())
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default()
+        };
+        let streams = async {
+            ready.pads.await.map_err(|_| ())?;
+            ready.discovered.await.map_err(|_| ())
+        };
+        tokio::pin!(streams);
+        let started = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                done = &mut streams => {
+                    return done.map_err(|()| (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the egress of '{broadcast}' stopped before it could answer"),
+                    ));
+                }
+                _ = ticks.tick() => {}
+            }
+            let waited = started.elapsed();
+            match relay_state().as_str() {
+                "failed" => {
+                    return Err((
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "the MoQ relay {} refused or failed the connection",
+                            self.opts.relay
+                        ),
+                    ));
+                }
+                "connected" => {}
+                _ if waited >= RELAY_WAIT => {
+                    return Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the MoQ relay {} cannot be reached (no connection after {:?})",
+                            self.opts.relay, RELAY_WAIT
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if waited >= self.opts.broadcast_wait {
+                return Err((
                     StatusCode::NOT_FOUND,
                     format!(
                         "broadcast '{broadcast}' did not appear within {:?}",
                         self.opts.broadcast_wait
                     ),
-                ))
+                ));
             }
         }
     }
 
-    fn build_egress(
-        self: &Arc<Self>,
-        broadcast: &str,
-    ) -> anyhow::Result<(Arc<Session>, tokio::sync::oneshot::Receiver<()>)> {
+    fn build_egress(self: &Arc<Self>, broadcast: &str) -> anyhow::Result<(Arc<Session>, Ready)> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
         let src = gst::ElementFactory::make("moqsrc")
@@ -541,6 +638,7 @@ impl Gateway {
             pipeline: pipeline.clone(),
             webrtc: sink.clone(),
             video_sink: Mutex::default(),
+            connected: Arc::default(),
             ending: AtomicBool::new(false),
         });
         let gateway = Arc::downgrade(self);
@@ -555,12 +653,48 @@ impl Gateway {
                 eprintln!("egress of {name}: cannot carry {}: {err:#}", pad.name());
             }
         });
-        let (ready, wait) = tokio::sync::oneshot::channel();
-        let ready = Mutex::new(Some(ready));
+        let (pads_tx, pads) = tokio::sync::oneshot::channel();
+        let pads_tx = Mutex::new(Some(pads_tx));
         src.connect_no_more_pads(move |_| {
-            if let Some(ready) = ready.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                let _ = ready.send(());
+            if let Some(tx) = pads_tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                let _ = tx.send(());
             }
+        });
+        // webrtcsink starts its signaller once every stream's codec
+        // discovery is done: that is when it can take an offer.
+        let (discovered_tx, discovered) = tokio::sync::oneshot::channel();
+        let discovered_tx = Mutex::new(Some(discovered_tx));
+        signaller(&sink).connect("start", false, move |_| {
+            if let Some(tx) = discovered_tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                let _ = tx.send(());
+            }
+            // The first handler's value ends the emission, so this stands in
+            // for the signaller's own start, which only opens its HTTP
+            // server: disabled here (host-addr ""), this server routes.
+            Some(false.to_value())
+        });
+        // Whether the viewer's connection comes up.
+        let connected = session.connected.clone();
+        sink.connect("consumer-added", false, move |args| {
+            let webrtcbin = args.get(2).and_then(|v| v.get::<gst::Element>().ok())?;
+            let connected = connected.clone();
+            webrtcbin.connect_notify(Some("connection-state"), move |webrtcbin, _| {
+                let state = webrtcbin.property_value("connection-state");
+                let up = glib::EnumValue::from_value(&state)
+                    .is_some_and(|(_, v)| v.nick() == "connected");
+                if up {
+                    connected.store(true, Ordering::SeqCst);
+                }
+            });
+            None
         });
         // The viewer left (ICE failed, the peer closed): end its egress.
         let gateway = Arc::downgrade(self);
@@ -572,7 +706,7 @@ impl Gateway {
             None
         });
         self.watch_bus(&session);
-        Ok((session, wait))
+        Ok((session, Ready { pads, discovered }))
     }
 
     fn play(&self, session: &Session) -> Result<(), String> {
@@ -618,17 +752,27 @@ impl Gateway {
             .get::<glib::Bytes>("body")
             .map(|b| b.to_vec())
             .unwrap_or_default();
-        if status == StatusCode::CREATED
-            && let Ok(answer) = std::str::from_utf8(&body)
-        {
-            let aligned = sdp::align_answer(&offer_text, answer);
-            if aligned != answer {
-                eprintln!(
-                    "session {}: the answer's m-lines put in the offer's order",
-                    session.id
-                );
+        if status == StatusCode::CREATED {
+            let answer = String::from_utf8_lossy(&body).into_owned();
+            match sdp::align_answer(&offer_text, &answer) {
+                Ok(aligned) => {
+                    if aligned != answer {
+                        eprintln!(
+                            "session {}: the answer's m-lines put in the offer's order",
+                            session.id
+                        );
+                    }
+                    body = aligned.into_bytes();
+                }
+                // The peer would reject it and wait forever: fail the POST
+                // (the caller ends the session) instead.
+                Err(why) => {
+                    return text_reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("the WebRTC element's answer does not fit the offer: {why}"),
+                    );
+                }
             }
-            body = aligned.into_bytes();
         }
         let mut builder = with_cors(Response::builder().status(status));
         if let Ok(headers) = reply.get::<gst::Structure>("headers") {
@@ -654,6 +798,30 @@ impl Gateway {
                 &format!("the WebRTC element's answer is not valid HTTP: {err}"),
             )
         })
+    }
+
+    /// Ends an answered session whose peer never connects (its ICE or DTLS
+    /// failed, or it rejected the answer) after `connect_wait`, and counts it.
+    fn end_if_never_connected(self: &Arc<Self>, session: &Arc<Session>) {
+        let gateway = Arc::downgrade(self);
+        let session = Arc::downgrade(session);
+        let wait = self.opts.connect_wait;
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let (Some(gateway), Some(session)) = (gateway.upgrade(), session.upgrade()) else {
+                return;
+            };
+            if session.connected.load(Ordering::SeqCst) || session.ending.load(Ordering::SeqCst) {
+                return;
+            }
+            if gateway.end(&session.id) {
+                gateway.never_connected.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "session {} ({}): the viewer did not connect within {wait:?}, ended",
+                    session.id, session.broadcast
+                );
+            }
+        });
     }
 
     /// Ends a session; false if there is none with that id.

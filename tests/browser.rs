@@ -23,13 +23,8 @@ fn browser_round_trip(codec: &str) {
     };
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     LazyLock::force(&RELAY);
-    let server = Server::start(Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        relay: RELAY.url(),
-        stun: None,
-        broadcast_wait: Duration::from_secs(15),
-    })
-    .expect("the serve mode starts");
+    let server = Server::start(Options::new("127.0.0.1:0".parse().unwrap(), RELAY.url()))
+        .expect("the serve mode starts");
     let broadcast = unique("browser");
     let page = format!("http://{}/", server.addr());
 

@@ -19,10 +19,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 fn server(broadcast_wait: Duration) -> Server {
     LazyLock::force(&RELAY);
     Server::start(Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        relay: RELAY.url(),
-        stun: None,
         broadcast_wait,
+        ..Options::new("127.0.0.1:0".parse().unwrap(), RELAY.url())
     })
     .expect("the serve mode starts")
 }
@@ -193,6 +191,188 @@ fn http_answers_and_refusals() {
     let (status, _, body) = http(addr, "POST", "/whep/nobody-here", offer);
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("nobody-here"), "{body}");
+    wait_until("the session to go", Duration::from_secs(5), || {
+        server.sessions().is_empty()
+    });
+}
+
+/// Many viewers at once (issue: a 1-in-20 race gave some a `201 Created`
+/// whose answer their webrtcbin rejected, then nothing): 20 whepclientsrc
+/// viewers join one broadcast within 250 ms and every one decodes video
+/// and audio; three rounds, so a rare race shows.
+#[test]
+fn a_crowd_of_whep_viewers_all_play() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const VIEWERS: usize = 20;
+    // A short connect wait: viewers that play must be seen as connected
+    // and kept (checked below), not ended as dead peers.
+    let server = Server::start(Options {
+        connect_wait: Duration::from_secs(2),
+        ..Options::new("127.0.0.1:0".parse().unwrap(), RELAY.url())
+    })
+    .expect("the serve mode starts");
+    let broadcast = unique("crowd");
+    let publisher = moq_publisher(&broadcast, Video::H264);
+    let (subscriber, counts) = moq_subscriber(&broadcast);
+    wait_for_frames(&counts, 5, TIMEOUT, &[&publisher, &subscriber]);
+    drop(subscriber);
+    for round in 0..3 {
+        // Each viewer starts on a thread of its own (making a pipeline takes
+        // tens of milliseconds), 12 ms after the one before.
+        let joined = Instant::now();
+        let viewers: Vec<((Running, Counts), Instant)> = std::thread::scope(|scope| {
+            let started: Vec<_> = (0..VIEWERS)
+                .map(|i| {
+                    let (server, broadcast) = (&server, &broadcast);
+                    scope.spawn(move || {
+                        std::thread::sleep(Duration::from_millis(12 * i as u64));
+                        let viewer = whep_viewer(server, broadcast);
+                        (viewer, Instant::now())
+                    })
+                })
+                .collect();
+            started
+                .into_iter()
+                .map(|t| t.join().expect("a viewer starts"))
+                .collect()
+        });
+        let first = viewers.iter().map(|(_, at)| *at).min().expect("viewers");
+        let last = viewers.iter().map(|(_, at)| *at).max().expect("viewers");
+        let spread = last - first;
+        let viewers: Vec<(Running, Counts)> = viewers.into_iter().map(|(v, _)| v).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for (viewer, _) in &viewers {
+                viewer.check();
+            }
+            let waiting = viewers
+                .iter()
+                .filter(|(_, c)| {
+                    c.video.load(std::sync::atomic::Ordering::Relaxed) < 5
+                        || c.audio.load(std::sync::atomic::Ordering::Relaxed) < 5
+                })
+                .count();
+            if waiting == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {waiting} of {VIEWERS} viewers (joined within {spread:?}) \
+                 decoded nothing after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "round {round}: {VIEWERS} viewers joined within {spread:?}, all decoding after {:?}",
+            joined.elapsed()
+        );
+        // Every viewer was answered before it decoded: past its connect wait.
+        std::thread::sleep(Duration::from_millis(2500));
+        let watching = server
+            .sessions()
+            .iter()
+            .filter(|(kind, _)| *kind == "whep")
+            .count();
+        assert_eq!(watching, VIEWERS, "playing viewers were ended");
+        assert_eq!(server.never_connected(), 0);
+        drop(viewers);
+        wait_until("the viewers' sessions to end", TIMEOUT, || {
+            !server.sessions().iter().any(|(kind, _)| *kind == "whep")
+        });
+    }
+    publisher.check();
+}
+
+/// An offer as whepclientsrc makes it (H.264 and Opus, bundled), whose
+/// only ICE candidate is a port where nobody listens: the gateway answers
+/// it, and the connection never comes up.
+const DEAD_PEER_OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 0 IN IP4 0.0.0.0\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=ice-options:trickle\r\n\
+a=group:BUNDLE video0 audio1\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 97\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=setup:actpass\r\n\
+a=ice-ufrag:Oq3vMBm6cAq0DcWDUD8DgZNDz5YhbeYz\r\n\
+a=ice-pwd:RVy9s5LQzsgpA5zOmyNnnW6EK3Xg7mG7\r\n\
+a=rtcp-mux\r\n\
+a=rtcp-rsize\r\n\
+a=recvonly\r\n\
+a=rtpmap:97 H264/90000\r\n\
+a=rtcp-fb:97 nack\r\n\
+a=rtcp-fb:97 nack pli\r\n\
+a=rtcp-fb:97 ccm fir\r\n\
+a=fmtp:97 profile-level-id=42e016;level-asymmetry-allowed=1\r\n\
+a=mid:video0\r\n\
+a=fingerprint:sha-256 F7:0E:31:D3:30:E5:3F:C4:F1:01:8A:7D:91:63:28:E0:63:93:8D:2A:4B:2E:D3:D5:F8:12:E3:72:1E:C4:88:01\r\n\
+a=rtcp-mux-only\r\n\
+a=candidate:1 1 UDP 2015363327 127.0.0.1 9 typ host\r\n\
+m=audio 0 UDP/TLS/RTP/SAVPF 101\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=setup:actpass\r\n\
+a=ice-ufrag:Oq3vMBm6cAq0DcWDUD8DgZNDz5YhbeYz\r\n\
+a=ice-pwd:RVy9s5LQzsgpA5zOmyNnnW6EK3Xg7mG7\r\n\
+a=bundle-only\r\n\
+a=rtcp-mux\r\n\
+a=rtcp-rsize\r\n\
+a=recvonly\r\n\
+a=rtpmap:101 OPUS/48000/2\r\n\
+a=mid:audio1\r\n\
+a=fingerprint:sha-256 F7:0E:31:D3:30:E5:3F:C4:F1:01:8A:7D:91:63:28:E0:63:93:8D:2A:4B:2E:D3:D5:F8:12:E3:72:1E:C4:88:01\r\n\
+a=rtcp-mux-only\r\n";
+
+/// A viewer that is answered but never connects (ICE fails, or it
+/// rejected the answer) is ended after `connect_wait` and counted.
+#[test]
+fn a_viewer_that_never_connects_is_ended() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    LazyLock::force(&RELAY);
+    let server = Server::start(Options {
+        connect_wait: Duration::from_secs(2),
+        ..Options::new("127.0.0.1:0".parse().unwrap(), RELAY.url())
+    })
+    .expect("the serve mode starts");
+    let broadcast = unique("dead-peer");
+    let publisher = moq_publisher(&broadcast, Video::H264);
+    let (status, headers, body) = http(
+        server.addr(),
+        "POST",
+        &format!("/whep/{broadcast}"),
+        DEAD_PEER_OFFER,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(header(&headers, "location").is_some());
+    assert_eq!(body.matches("\r\nm=").count(), 2, "{body}");
+    let answered = Instant::now();
+    wait_until("the dead viewer's session to end", TIMEOUT, || {
+        !server.sessions().iter().any(|(kind, _)| *kind == "whep")
+    });
+    eprintln!(
+        "a viewer that never connected was ended {:?} after its answer",
+        answered.elapsed()
+    );
+    assert_eq!(server.never_connected(), 1);
+    publisher.check();
+}
+
+/// With the relay unreachable a viewer gets 503 naming the relay within a
+/// few seconds, not a 404 once the broadcast wait is over.
+#[test]
+fn whep_without_a_relay_is_a_503() {
+    LazyLock::force(&RELAY);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let relay = format!("https://{}/anon", silent.local_addr().unwrap());
+    let server = Server::start(Options::new("127.0.0.1:0".parse().unwrap(), relay.clone()))
+        .expect("the serve mode starts");
+    let asked = Instant::now();
+    let (status, _, body) = http(server.addr(), "POST", "/whep/cam", DEAD_PEER_OFFER);
+    let took = asked.elapsed();
+    eprintln!("relay unreachable: {status} after {took:?}: {body}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&relay), "{body}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
     wait_until("the session to go", Duration::from_secs(5), || {
         server.sessions().is_empty()
     });
