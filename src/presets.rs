@@ -49,17 +49,25 @@ impl Video {
         }
     }
 
-    /// What sits between a WebRTC source pad and moqsink: a parser where
-    /// the depayloaded stream is not yet in whole frames, else a caps
-    /// filter that makes webrtcsrc stop at the encoded format.
+    /// What sits between a WebRTC source pad and moqsink: the RTP
+    /// depayloader, so webrtcsrc hands over RTP (after its jitter buffer)
+    /// instead of plugging its own decodebin3. There the H.264/H.265
+    /// depayloader emits single NAL units, and the parser behind it can only
+    /// tell an access unit is complete when the next one begins: every frame
+    /// waited one frame interval (33 ms at 30 fps). Asked for access units,
+    /// the depayloader ends each at the RTP marker bit and flags it; moqsink
+    /// joins what it still splits (see moqsink's `assemble`). No parser: it
+    /// would flag every piece as a whole frame.
     pub fn ingest_chain(self) -> &'static str {
         match self {
-            // webrtcsrc leaves H.264/H.265 as NAL units; moqsink wants
-            // whole access units.
-            Video::H264 => "h264parse",
-            Video::H265 => "h265parse",
-            Video::Vp8 => "capsfilter caps=video/x-vp8",
-            Video::Vp9 => "capsfilter caps=video/x-vp9",
+            Video::H264 => {
+                "rtph264depay ! capsfilter caps=video/x-h264,stream-format=byte-stream,alignment=au"
+            }
+            Video::H265 => {
+                "rtph265depay ! capsfilter caps=video/x-h265,stream-format=byte-stream,alignment=au"
+            }
+            Video::Vp8 => "rtpvp8depay",
+            Video::Vp9 => "rtpvp9depay",
         }
     }
 
@@ -74,8 +82,9 @@ impl Video {
     }
 }
 
-/// What sits between a WebRTC source's audio pad and moqsink: Opus only.
-pub const AUDIO_INGEST_CHAIN: &str = "capsfilter caps=audio/x-opus";
+/// What sits between a WebRTC source's audio pad and moqsink: Opus only,
+/// depayloaded here like the video (see `Video::ingest_chain`).
+pub const AUDIO_INGEST_CHAIN: &str = "rtpopusdepay";
 /// What decodebin3 stops at in front of a WebRTC sink: Opus passes through,
 /// anything else (AAC) is decoded and the WebRTC sink encodes Opus.
 pub const AUDIO_EGRESS_CAPS: &str = "audio/x-opus;audio/x-raw";

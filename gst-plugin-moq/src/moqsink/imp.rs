@@ -10,6 +10,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::MoqSinkPad;
+use super::assemble::{Frame, Piece};
+use super::pad::PadState;
 use super::publish::{Publisher, WriteError};
 use crate::catalog::{self, SinkFormat, TrackKind};
 use crate::connection::{self, Target};
@@ -38,6 +40,23 @@ const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 /// At most one keyframe request a second while keyframes come without
 /// their parameter sets.
 const PARAMS_RETRY: gst::ClockTime = gst::ClockTime::from_seconds(1);
+
+/// What `write_frame` needs to know besides the frame.
+#[derive(Clone, Copy)]
+struct FrameContext {
+    kind: TrackKind,
+    max_group: Option<gst::ClockTime>,
+    now: Option<gst::ClockTime>,
+    duration: Option<gst::ClockTime>,
+}
+
+/// A message about a frame, posted once the pad's lock is released.
+enum Report {
+    /// A keyframe lacking these parameter sets, and none seen to repeat.
+    NoParameterSets(&'static str),
+    /// The track failed: its name and why.
+    Failed(String, String),
+}
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -220,6 +239,7 @@ impl MoqSink {
         for pad in self.sink_pads() {
             let mut state = pad.imp().state();
             drop(state.publisher.take());
+            state.assembler = Default::default();
             retired.append(&mut state.retired);
             state.format = None;
             state.segment = None;
@@ -404,6 +424,7 @@ impl MoqSink {
             Ok(publisher) => {
                 gst::info!(CAT, obj = pad, "publishing track '{name}' for {caps}");
                 state.publisher = Some(publisher);
+                state.assembler = Default::default();
                 state.failed = false;
                 state.need_keyframe = format.kind() == TrackKind::Video;
                 state.group_start = None;
@@ -459,6 +480,7 @@ impl MoqSink {
                 }
             },
             EventView::Eos(_) => {
+                self.flush_assembled(pad);
                 {
                     let mut state = pad.imp().state();
                     state.finish(pad);
@@ -469,6 +491,7 @@ impl MoqSink {
             }
             EventView::FlushStop(_) => {
                 let mut state = pad.imp().state();
+                state.assembler = Default::default();
                 state.eos = false;
                 state.segment = None;
                 true
@@ -564,6 +587,10 @@ impl MoqSink {
         result
     }
 
+    /// Takes one buffer: video goes through the pad's assembler (pieces of
+    /// one frame are joined, see `assemble`), then each whole frame is
+    /// published by `write_frame`. Messages are posted once the pad's lock
+    /// is released.
     fn write(
         &self,
         pad: &MoqSinkPad,
@@ -577,6 +604,7 @@ impl MoqSink {
             return Err(gst::FlowError::Eos);
         }
         let Some(kind) = state.format.as_ref().map(SinkFormat::kind) else {
+            drop(state);
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -593,22 +621,109 @@ impl MoqSink {
             gst::debug!(CAT, obj = pad, "buffer after the track finished");
             return Err(gst::FlowError::Eos);
         }
-        let Some(running_time) = state
+        let time = state
             .segment
             .as_ref()
             .and_then(|segment| segment.to_running_time(buffer.pts().or(buffer.dts())))
-        else {
-            gst::debug!(
-                CAT,
-                obj = pad,
-                "dropping buffer without running time: {buffer:?}"
-            );
-            state.dropped += 1;
-            return Ok(gst::FlowSuccess::Ok);
+            .map(gst::ClockTime::nseconds);
+        let flags = buffer.flags();
+        let duration = buffer.duration();
+        let payload = match buffer.into_mapped_buffer_readable() {
+            // Shares the GStreamer memory: the buffer lives as long as MoQ needs the bytes.
+            Ok(mapped) => Bytes::from_owner(mapped),
+            Err(_) => {
+                drop(state);
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("Cannot map a buffer on {}", pad.name())
+                );
+                return Err(gst::FlowError::Error);
+            }
         };
-        let keyframe =
-            kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        if kind == TrackKind::Video {
+        let frames: Vec<Frame> = if kind == TrackKind::Audio {
+            // Audio RTP marks the start of a talkspurt, not a frame's end:
+            // every buffer is a frame.
+            time.map(|time| Frame {
+                time,
+                keyframe: true,
+                payload,
+            })
+            .into_iter()
+            .collect()
+        } else {
+            let picture = match state.publisher.as_ref().and_then(Publisher::nal_codec) {
+                Some(codec) => super::paramsets::has_slice(codec, &payload),
+                None => true,
+            };
+            let piece = Piece {
+                delta: flags.contains(gst::BufferFlags::DELTA_UNIT),
+                marker: flags.contains(gst::BufferFlags::MARKER),
+                picture,
+            };
+            let push = state.assembler.push(payload, time, piece);
+            if push.dropped {
+                state.dropped += 1;
+            }
+            if push.orphan {
+                // The frame before went out without this piece: its group
+                // does not decode whole. Start a new one as soon as we can.
+                gst::debug!(
+                    CAT,
+                    obj = pad,
+                    "a frame came in pieces; asking for a keyframe"
+                );
+                state.dropped += 1;
+                state.need_keyframe = true;
+                if state.keyframe_requested.is_none() {
+                    *request_keyframe = true;
+                }
+            }
+            push.frames().collect()
+        };
+        if time.is_none() && frames.is_empty() {
+            gst::debug!(CAT, obj = pad, "dropped a buffer without running time");
+        }
+        let mut reports = Vec::new();
+        let mut result = Ok(gst::FlowSuccess::Ok);
+        for frame in frames {
+            let ctx = FrameContext {
+                kind,
+                max_group,
+                now,
+                duration,
+            };
+            match self.write_frame(pad, &mut state, frame, ctx, request_keyframe) {
+                Ok(None) => {}
+                Ok(Some(report)) => reports.push(report),
+                Err(report) => {
+                    reports.push(report);
+                    result = Err(gst::FlowError::Error);
+                    break;
+                }
+            }
+        }
+        drop(state);
+        for report in reports {
+            self.post_report(pad, report);
+        }
+        result
+    }
+
+    /// Publishes one whole frame: keyframe bookkeeping (groups, requests
+    /// upstream), then the track. `Ok(Some)` and `Err` carry what to post
+    /// once the lock is released; `Err` also means the track failed.
+    fn write_frame(
+        &self,
+        pad: &MoqSinkPad,
+        state: &mut PadState,
+        frame: Frame,
+        ctx: FrameContext,
+        request_keyframe: &mut bool,
+    ) -> Result<Option<Report>, Report> {
+        let running_time = gst::ClockTime::from_nseconds(frame.time);
+        let keyframe = frame.keyframe;
+        if ctx.kind == TrackKind::Video {
             if keyframe {
                 state.group_start = Some(running_time);
                 state.keyframe_requested = None;
@@ -619,8 +734,8 @@ impl MoqSink {
                     state.keyframe_requested = Some(running_time);
                     *request_keyframe = true;
                 }
-                return Ok(gst::FlowSuccess::Ok);
-            } else if let (Some(start), Some(max_group)) = (state.group_start, max_group)
+                return Ok(None);
+            } else if let (Some(start), Some(max_group)) = (state.group_start, ctx.max_group)
                 && running_time.saturating_sub(start) >= max_group
                 && state
                     .keyframe_requested
@@ -632,39 +747,26 @@ impl MoqSink {
         }
         let Ok(timestamp) = moq_net::Timestamp::from_micros(running_time.useconds()) else {
             state.dropped += 1;
-            return Ok(gst::FlowSuccess::Ok);
+            return Ok(None);
         };
-        let size = buffer.size() as u64;
-        let duration = buffer.duration();
-        let payload = match buffer.into_mapped_buffer_readable() {
-            // Shares the GStreamer memory: the buffer lives as long as MoQ needs the bytes.
-            Ok(mapped) => Bytes::from_owner(mapped),
-            Err(_) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Read,
-                    ("Cannot map a buffer on {}", pad.name())
-                );
-                return Err(gst::FlowError::Error);
-            }
-        };
+        let size = frame.payload.len() as u64;
         let Some(publisher) = state.publisher.as_mut() else {
-            return Err(gst::FlowError::Error);
+            return Ok(None);
         };
-        match publisher.write(payload, timestamp, keyframe) {
+        match publisher.write(frame.payload, timestamp, keyframe) {
             Ok(()) => {
-                if let Some(now) = now {
+                if let Some(now) = ctx.now {
                     self.delay_us
                         .store(crate::stats::delay_us(now, running_time), Ordering::Relaxed);
                 }
                 state.need_keyframe = false;
-                state.last_end = duration.map(|d| running_time + d);
+                state.last_end = ctx.duration.map(|d| running_time + d);
                 state.frames += 1;
                 state.bytes += size;
                 if keyframe {
                     state.groups += 1;
                 }
-                Ok(gst::FlowSuccess::Ok)
+                Ok(None)
             }
             Err(WriteError::NeedKeyframe) => {
                 state.dropped += 1;
@@ -673,7 +775,7 @@ impl MoqSink {
                     state.keyframe_requested = Some(running_time);
                     *request_keyframe = true;
                 }
-                Ok(gst::FlowSuccess::Ok)
+                Ok(None)
             }
             Err(WriteError::NoParameterSets(names)) => {
                 // Dropped like a delta frame before the first keyframe:
@@ -691,22 +793,7 @@ impl MoqSink {
                     *request_keyframe = true;
                 }
                 let warn = !std::mem::replace(&mut state.warned_params, true);
-                drop(state);
-                if warn {
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Format,
-                        (
-                            "Keyframe without {} on {}: dropped until one carries them",
-                            names,
-                            pad.name()
-                        ),
-                        [
-                            "the stream never carried them in band; h264parse/h265parse config-interval=-1 adds them to every keyframe if they are known upstream"
-                        ]
-                    );
-                }
-                Ok(gst::FlowSuccess::Ok)
+                Ok(warn.then_some(Report::NoParameterSets(names)))
             }
             Err(WriteError::Rewind) => {
                 gst::warning!(
@@ -715,20 +802,62 @@ impl MoqSink {
                     "dropping frame at {running_time}: timestamp went backwards"
                 );
                 state.dropped += 1;
-                Ok(gst::FlowSuccess::Ok)
+                Ok(None)
             }
             Err(WriteError::Other(err)) => {
                 let name = publisher.name().to_string();
                 state.finish(pad);
                 state.failed = true;
-                drop(state);
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ("Cannot publish a frame on track '{}': {}", name, err)
-                );
-                Err(gst::FlowError::Error)
+                Err(Report::Failed(name, err.to_string()))
             }
+        }
+    }
+
+    fn post_report(&self, pad: &MoqSinkPad, report: Report) {
+        match report {
+            Report::NoParameterSets(names) => gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                (
+                    "Keyframe without {} on {}: dropped until one carries them",
+                    names,
+                    pad.name()
+                ),
+                [
+                    "the stream never carried them in band; h264parse/h265parse config-interval=-1 adds them to every keyframe if they are known upstream"
+                ]
+            ),
+            Report::Failed(name, err) => gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot publish a frame on track '{}': {}", name, err)
+            ),
+        }
+    }
+
+    /// Publishes the frame a pad's assembler still holds (at EOS).
+    fn flush_assembled(&self, pad: &MoqSinkPad) {
+        let mut state = pad.imp().state();
+        let Some(frame) = state.assembler.flush() else {
+            return;
+        };
+        let Some(kind) = state.format.as_ref().map(SinkFormat::kind) else {
+            return;
+        };
+        let ctx = FrameContext {
+            kind,
+            max_group: None,
+            now: None,
+            duration: None,
+        };
+        let mut request_keyframe = false;
+        let report = match self.write_frame(pad, &mut state, frame, ctx, &mut request_keyframe) {
+            Ok(report) => report,
+            Err(report) => Some(report),
+        };
+        drop(state);
+        if let Some(report) = report {
+            self.post_report(pad, report);
         }
     }
 

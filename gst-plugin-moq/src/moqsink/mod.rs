@@ -40,6 +40,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod assemble;
 mod imp;
 mod pad;
 mod paramsets;

@@ -33,6 +33,8 @@ pub struct PadState {
     /// takes its rendition out of the catalog, and a subscriber still reading
     /// the end of the track (the moq CLI's fMP4 export) would drop that end.
     pub retired: Vec<Publisher>,
+    /// Joins the pieces of video frames (see `assemble`).
+    pub assembler: super::assemble::Assembler,
     pub eos: bool,
     /// Publishing failed; the error is on the bus and buffers are refused.
     pub failed: bool,

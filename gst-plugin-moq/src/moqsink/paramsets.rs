@@ -99,6 +99,23 @@ fn next_start(au: &[u8], from: usize) -> Option<(usize, usize)> {
     None
 }
 
+/// Whether an Annex-B buffer holds picture data (a slice), not only
+/// parameter sets, delimiters or SEI. Stops at the first slice, so the
+/// slice data itself is never scanned.
+pub fn has_slice(codec: Codec, data: &[u8]) -> bool {
+    let mut at = next_start(data, 0);
+    while let Some((_, begin)) = at {
+        let Some(&header) = data.get(begin) else {
+            return false;
+        };
+        if codec.classify(header) == Nal::Slice {
+            return true;
+        }
+        at = next_start(data, begin);
+    }
+    false
+}
+
 /// The last parameter sets seen on a track.
 #[derive(Debug)]
 pub struct ParamSets {
@@ -285,6 +302,20 @@ mod tests {
             p.complete(au(&[AUD, IDR])).unwrap(),
             au(&[AUD, VPS, SPS, PPS, IDR])
         );
+    }
+
+    #[test]
+    fn slices_are_found_without_reading_them() {
+        let sps: &[u8] = &[0x67, 1, 2];
+        let pps: &[u8] = &[0x68, 3];
+        let idr: &[u8] = &[0x65, 9, 9, 9];
+        assert!(has_slice(Codec::H264, &au(&[sps, pps, idr])));
+        assert!(!has_slice(Codec::H264, &au(&[sps, pps])));
+        assert!(has_slice(Codec::H264, &au(&[&[0x41, 7]])));
+        assert!(!has_slice(Codec::H264, &[]));
+        // H.265: VPS (32) alone, then an IDR_W_RADL (19).
+        assert!(!has_slice(Codec::H265, &au(&[&[32 << 1, 1]])));
+        assert!(has_slice(Codec::H265, &au(&[&[32 << 1, 1], &[19 << 1, 1]])));
     }
 
     #[test]

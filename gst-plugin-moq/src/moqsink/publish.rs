@@ -174,6 +174,11 @@ impl Publisher {
     /// put in front so a subscriber joining there can decode).
     /// Video keyframes open a new MoQ group; every audio packet is a group of its
     /// own, so the relay forwards it without waiting for the next.
+    /// Byte-stream H.264/H.265: the codec whose NAL units the buffers carry.
+    pub fn nal_codec(&self) -> Option<paramsets::Codec> {
+        self.params.as_ref().map(ParamSets::codec)
+    }
+
     pub fn write(
         &mut self,
         payload: Bytes,
