@@ -12,6 +12,7 @@ pub mod presets;
 pub mod relay;
 pub mod sdp;
 pub mod serve;
+pub mod trace;
 
 /// Initializes GStreamer and registers the plugins built into the
 /// gateway: `moq` and gst-plugins-rs's `rswebrtc`.

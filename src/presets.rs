@@ -71,6 +71,25 @@ impl Video {
         }
     }
 
+    /// What sits between moqsrc's video pad and a WebRTC sink. For H.264 and
+    /// H.265 a parser turns the stream into `avc`/`hvc1` with the parameter
+    /// sets in the caps: webrtcsink works out its payloader from the caps,
+    /// once for the stream and again for each viewer's offer, and from
+    /// byte-stream it has to wait for the next keyframe each time (up to a
+    /// group, seconds, before a viewer's answer). The parser adds no delay
+    /// on whole access units.
+    pub fn egress_chain(self) -> &'static str {
+        match self {
+            Video::H264 => {
+                "h264parse ! capsfilter caps=video/x-h264,stream-format=avc,alignment=au"
+            }
+            Video::H265 => {
+                "h265parse ! capsfilter caps=video/x-h265,stream-format=hvc1,alignment=au"
+            }
+            Video::Vp8 | Video::Vp9 => "identity",
+        }
+    }
+
     /// The caps a WebRTC sink may send, so it never re-encodes.
     fn egress_caps(self) -> &'static str {
         match self {
@@ -230,10 +249,11 @@ pub fn describe(preset: Preset, opts: &Options) -> String {
                 "moqsrc name=moq url={relay} broadcast={broadcast} \
                  {sink} stun-server={stun} congestion-control=disabled \
                  video-caps={vcaps} audio-caps=audio/x-opus \
-                 moq.video_0 ! queue ! webrtc.video_0 \
+                 moq.video_0 ! queue ! {vchain} ! webrtc.video_0 \
                  moq.audio_0 ! queue ! decodebin3 caps=\"{AUDIO_EGRESS_CAPS}\" ! queue ! webrtc.audio_0",
                 stun = opts.stun(),
                 vcaps = video.egress_caps(),
+                vchain = video.egress_chain(),
             );
         }
     }

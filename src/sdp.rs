@@ -160,6 +160,102 @@ pub fn fix_offer(offer: &str) -> String {
     join_lines(&out)
 }
 
+/// GStreamer's name for the H.264 profile of a `profile-level-id` (its
+/// first two bytes: profile_idc and the constraint flags), as h264parse
+/// names profiles.
+fn h264_profile_name(profile_level_id: &str) -> Option<&'static str> {
+    let idc = u8::from_str_radix(profile_level_id.get(..2)?, 16).ok()?;
+    let flags = u8::from_str_radix(profile_level_id.get(2..4)?, 16).ok()?;
+    Some(match (idc, flags) {
+        (66, f) if f & 0x40 != 0 => "constrained-baseline",
+        (66, _) => "baseline",
+        (77, _) => "main",
+        (88, _) => "extended",
+        (100, f) if f & 0x0c == 0x0c => "constrained-high",
+        (100, f) if f & 0x08 != 0 => "progressive-high",
+        (100, _) => "high",
+        (110, _) => "high-10",
+        (122, _) => "high-4:2:2",
+        (244, _) => "high-4:4:4",
+        _ => return None,
+    })
+}
+
+/// Leaves in each video section of a viewer's offer one payload type of
+/// `codec` (and its RTX): the one the stream can be sent as. For H.264 that
+/// is the first with packetization-mode 1 and the stream's profile (its
+/// GStreamer name, `constrained-baseline`, when known: whepserversink
+/// refuses a baseline payload type for a constrained-baseline stream), else
+/// the first with packetization-mode 1.
+/// whepserversink tries the offer's payload types one after another, each
+/// with a test pipeline; Chromium offers a dozen H.264 ones, and trying
+/// them took 6-7 s before the answer. A section with nothing suitable is
+/// left as it is.
+pub fn keep_one_video_payload(offer: &str, codec: Video, profile: Option<&str>) -> String {
+    let lines = split_lines(offer);
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].starts_with("m=video") {
+            out.push(lines[i].to_owned());
+            i += 1;
+            continue;
+        }
+        let section = section_lines(&lines, i);
+        let all = payloads(&lines, i);
+        let fmtp = |p: &Payload| attribute(section, "fmtp", &p.pt).unwrap_or_default();
+        let mode1 = |p: &Payload| fmtp(p).contains("packetization-mode=1");
+        let name = |p: &Payload| {
+            fmtp(p)
+                .split(';')
+                .find_map(|kv| kv.trim().strip_prefix("profile-level-id="))
+                .and_then(h264_profile_name)
+        };
+        let of_codec = all
+            .iter()
+            .filter(|p| Video::parse(&p.encoding) == Some(codec));
+        let chosen = match codec {
+            Video::H264 => of_codec
+                .clone()
+                .find(|p| mode1(p) && profile.is_some_and(|want| name(p) == Some(want)))
+                .or_else(|| of_codec.clone().find(|p| mode1(p))),
+            _ => of_codec.clone().next(),
+        };
+        let Some(chosen) = chosen else {
+            out.extend(section.iter().map(|l| (*l).to_owned()));
+            i += section.len();
+            continue;
+        };
+        let kept: Vec<&str> = all
+            .iter()
+            .filter(|p| p.pt == chosen.pt || p.apt.as_deref() == Some(chosen.pt.as_str()))
+            .map(|p| p.pt.as_str())
+            .collect();
+        for (n, line) in section.iter().enumerate() {
+            if n == 0 {
+                let head: Vec<&str> = line.split_whitespace().take(3).collect();
+                out.push(
+                    head.into_iter()
+                        .chain(kept.iter().copied())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                continue;
+            }
+            let about = ["rtpmap", "fmtp", "rtcp-fb"].iter().find_map(|name| {
+                line.strip_prefix(&format!("a={name}:"))
+                    .and_then(|rest| rest.split_whitespace().next())
+            });
+            if about.is_some_and(|pt| !kept.contains(&pt)) {
+                continue;
+            }
+            out.push((*line).to_owned());
+        }
+        i += section.len();
+    }
+    join_lines(&out)
+}
+
 /// The `a=mid:` of each media section, in order.
 fn mids(lines: &[&str]) -> Vec<Option<String>> {
     let mut out = Vec::new();
@@ -378,6 +474,66 @@ a=rtpmap:97 OPUS/48000/2\r\n";
         let bare = "v=0\r\nm=video 9 RTP 96\r\nm=audio 9 RTP 111\r\n";
         assert!(align_answer(bare, bare).is_ok());
         assert!(align_answer(bare, fewer).is_err());
+    }
+
+    #[test]
+    fn one_payload_of_the_streams_codec_is_kept() {
+        // Chromium's video section, shortened: VP8, H.264 baseline mode 0
+        // and 1, constrained baseline mode 1, high mode 1, each with RTX.
+        let offer = "v=0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 100 101 102 103 104 105 108 109\r\n\
+a=mid:0\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n\
+a=rtpmap:100 H264/90000\r\n\
+a=fmtp:100 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
+a=rtpmap:101 rtx/90000\r\na=fmtp:101 apt=100\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 nack pli\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
+a=rtpmap:104 H264/90000\r\n\
+a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:105 rtx/90000\r\na=fmtp:105 apt=104\r\n\
+a=rtpmap:108 H264/90000\r\n\
+a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640034\r\n\
+a=rtpmap:109 rtx/90000\r\na=fmtp:109 apt=108\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=rtpmap:111 opus/48000/2\r\n";
+        let high = keep_one_video_payload(offer, Video::H264, Some("high"));
+        assert!(
+            high.contains("m=video 9 UDP/TLS/RTP/SAVPF 108 109\r\n"),
+            "{high}"
+        );
+        assert!(
+            !high.contains("a=rtpmap:96 ") && !high.contains("a=fmtp:102"),
+            "{high}"
+        );
+        assert!(high.contains("a=fmtp:109 apt=108\r\n"));
+        assert!(
+            high.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"),
+            "{high}"
+        );
+        // Chromium's 42e01f is constrained baseline, 42001f baseline: the
+        // stream's profile picks.
+        let constrained = keep_one_video_payload(offer, Video::H264, Some("constrained-baseline"));
+        assert!(constrained.contains("SAVPF 104 105\r\n"), "{constrained}");
+        let base = keep_one_video_payload(offer, Video::H264, Some("baseline"));
+        assert!(base.contains("SAVPF 102 103\r\n"), "{base}");
+        assert!(base.contains("a=rtcp-fb:102 nack pli\r\n"));
+        // Unknown profile: the first in mode 1.
+        assert!(keep_one_video_payload(offer, Video::H264, None).contains("SAVPF 102 103\r\n"));
+        let vp8 = keep_one_video_payload(offer, Video::Vp8, None);
+        assert!(
+            vp8.contains("SAVPF 96 97\r\n") && !vp8.contains("H264"),
+            "{vp8}"
+        );
+        // Nothing of that codec: untouched.
+        assert_eq!(keep_one_video_payload(offer, Video::Vp9, None), offer);
+        assert_eq!(h264_profile_name("42e01f"), Some("constrained-baseline"));
+        assert_eq!(h264_profile_name("640c1f"), Some("constrained-high"));
+        assert_eq!(h264_profile_name("4d001f"), Some("main"));
+        assert_eq!(h264_profile_name("zz"), None);
     }
 
     #[test]

@@ -370,6 +370,10 @@ impl Gateway {
             Ok(session) => session,
             Err((status, text)) => return text_reply(status, &text),
         };
+        let offer = match kind {
+            Kind::Egress => egress_offer(&session, offer),
+            Kind::Ingest => offer,
+        };
         let reply = self.answer(&session, offer).await;
         if reply.status() != StatusCode::CREATED {
             eprintln!(
@@ -894,6 +898,35 @@ impl Gateway {
     }
 }
 
+/// The viewer's offer with one video payload type left: the one the
+/// broadcast's video can be sent as (see `sdp::keep_one_video_payload`).
+fn egress_offer(session: &Session, offer: String) -> String {
+    let caps = session
+        .webrtc
+        .sink_pads()
+        .into_iter()
+        .filter_map(|pad| pad.current_caps())
+        .find(|caps| {
+            caps.structure(0)
+                .is_some_and(|s| s.name().starts_with("video/"))
+        });
+    let Some(caps) = caps else {
+        return offer;
+    };
+    let Some(s) = caps.structure(0) else {
+        return offer;
+    };
+    let codec = match s.name().as_str() {
+        "video/x-h264" => Video::H264,
+        "video/x-h265" => Video::H265,
+        "video/x-vp8" => Video::Vp8,
+        "video/x-vp9" => Video::Vp9,
+        _ => return offer,
+    };
+    let profile = s.get::<&str>("profile").ok();
+    sdp::keep_one_video_payload(&offer, codec, profile)
+}
+
 fn signaller(webrtc: &gst::Element) -> glib::Object {
     webrtc.property::<glib::Object>("signaller")
 }
@@ -949,6 +982,8 @@ fn link_ingest(
     shape.sync_state_with_parent()?;
     pad.link(&queue.static_pad("sink").context("no sink pad")?)?;
     if is_video {
+        crate::trace::probe(pad, &session.broadcast, crate::trace::Stage::Rtp);
+        crate::trace::probe(&target, &session.broadcast, crate::trace::Stage::MoqSink);
         *session
             .video_sink
             .lock()
@@ -974,10 +1009,22 @@ fn link_egress(
         .request_pad_simple(if is_video { "video_%u" } else { "audio_%u" })
         .context("whepserversink gave no pad")?;
     if is_video {
-        queue
+        let video = pad
+            .current_caps()
+            .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
+            .and_then(|name| Video::parse(name.trim_start_matches("video/x-")))
+            .context("moqsrc's video pad has no caps of a codec WebRTC carries")?;
+        let shape =
+            gst::parse::bin_from_description(video.egress_chain(), true)?.upcast::<gst::Element>();
+        pipeline.add(&shape)?;
+        queue.link(&shape)?;
+        shape
             .static_pad("src")
             .context("no src pad")?
             .link(&target)?;
+        shape.sync_state_with_parent()?;
+        crate::trace::probe(pad, broadcast, crate::trace::Stage::MoqSrc);
+        crate::trace::probe(&target, broadcast, crate::trace::Stage::WhepSink);
         let name = broadcast.to_owned();
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if let Some(event) = info.event()

@@ -197,6 +197,45 @@ fn positive_int(s: &gst::StructureRef, field: &str) -> Result<Option<u32>, CapsE
     }
 }
 
+/// GStreamer's H.264 profile names with their profile_idc and the
+/// constraint_set flags byte that `h264parse` gives them.
+const H264_PROFILES: &[(&str, u8, u8)] = &[
+    ("constrained-baseline", 66, 0xc0),
+    ("baseline", 66, 0x80),
+    ("main", 77, 0x40),
+    ("extended", 88, 0x00),
+    ("constrained-high", 100, 0x0c),
+    ("progressive-high", 100, 0x08),
+    ("high", 100, 0x00),
+    ("high-10", 110, 0x00),
+    ("high-4:2:2", 122, 0x00),
+    ("high-4:4:4", 244, 0x00),
+];
+
+/// The caps fields `h264parse` would write for a catalog's H.264 codec:
+/// the profile name (the closest one when the constraint flags are not
+/// exactly one of GStreamer's) and the level (`3.1`, `1b`).
+fn h264_profile_level(codec: &hang::catalog::H264) -> (Option<&'static str>, String) {
+    let exact = H264_PROFILES
+        .iter()
+        .find(|(_, p, c)| *p == codec.profile && *c == codec.constraints);
+    // Constraint flags beyond GStreamer's: the strictest name whose flags
+    // are all set (constrained-baseline before baseline), else the plain one.
+    let closest = || {
+        H264_PROFILES
+            .iter()
+            .filter(|(_, p, c)| *p == codec.profile && codec.constraints & c == *c)
+            .max_by_key(|(_, _, c)| c.count_ones())
+    };
+    let name = exact.or_else(closest).map(|(n, _, _)| *n);
+    let level = match codec.level {
+        9 => "1b".to_string(),
+        l if l % 10 == 0 => format!("{}", l / 10),
+        l => format!("{}.{}", l / 10, l % 10),
+    };
+    (name, level)
+}
+
 /// The H.264 profile and level that `h264parse` writes into caps, as the
 /// catalog's codec (`avc3.PPCCLL`). It lets moqsink announce an in-band H.264
 /// rendition before the first keyframe's SPS says the same, so subscribers
@@ -206,20 +245,9 @@ pub fn h264_codec(caps: &gst::CapsRef) -> Option<hang::catalog::H264> {
     if s.name() != "video/x-h264" {
         return None;
     }
-    // profile_idc and the constraint_set flags byte of each profile name.
-    let (profile, constraints) = match s.get::<&str>("profile").ok()? {
-        "constrained-baseline" => (66, 0xc0),
-        "baseline" => (66, 0x80),
-        "main" => (77, 0x40),
-        "extended" => (88, 0x00),
-        "constrained-high" => (100, 0x0c),
-        "progressive-high" => (100, 0x08),
-        "high" => (100, 0x00),
-        "high-10" => (110, 0x00),
-        "high-4:2:2" => (122, 0x00),
-        "high-4:4:4" => (244, 0x00),
-        _ => return None,
-    };
+    let name = s.get::<&str>("profile").ok()?;
+    let (_, profile, constraints) = H264_PROFILES.iter().find(|(n, _, _)| *n == name)?;
+    let (profile, constraints) = (*profile, *constraints);
     let level = match s.get::<&str>("level").ok()? {
         "1b" => 9,
         level => {
@@ -387,8 +415,14 @@ fn with_video_size(
 pub fn video_caps(config: &VideoConfig) -> Result<gst::Caps, CapsError> {
     let description = config.description.as_ref().filter(|d| !d.is_empty());
     let b = match &config.codec {
-        VideoCodec::H264(_) => {
-            let b = gst::Caps::builder("video/x-h264").field("alignment", "au");
+        VideoCodec::H264(codec) => {
+            // Profile and level as h264parse would say them: WebRTC sinks
+            // pick the payload type of a viewer's offer by them.
+            let (profile, level) = h264_profile_level(codec);
+            let b = gst::Caps::builder("video/x-h264")
+                .field("alignment", "au")
+                .field_if_some("profile", profile)
+                .field("level", level);
             match description {
                 Some(d) => b
                     .field("stream-format", "avc")
@@ -604,6 +638,40 @@ mod tests {
             codec_data: Some(Bytes::from_static(&[2]))
         }));
         assert!(!SinkFormat::Vp8.same_track(&SinkFormat::Vp9));
+    }
+
+    #[test]
+    fn h264_profile_and_level_round_trip() {
+        for (name, _, _) in H264_PROFILES {
+            for level in ["1b", "3", "3.1", "5.2"] {
+                let text = format!("video/x-h264,profile={name},level=(string){level}");
+                let codec = h264_codec(&caps(&text)).unwrap();
+                assert_eq!(
+                    h264_profile_level(&codec),
+                    (Some(*name), level.to_string()),
+                    "{text}"
+                );
+            }
+        }
+        // Chromium's constrained baseline is 42e0: flags beyond GStreamer's
+        // name the closest profile.
+        let chrome = hang::catalog::H264 {
+            inline: true,
+            profile: 66,
+            constraints: 0xe0,
+            level: 31,
+        };
+        assert_eq!(
+            h264_profile_level(&chrome),
+            (Some("constrained-baseline"), "3.1".into())
+        );
+        let odd = hang::catalog::H264 {
+            inline: true,
+            profile: 1,
+            constraints: 0,
+            level: 10,
+        };
+        assert_eq!(h264_profile_level(&odd), (None, "1".into()));
     }
 
     #[test]
