@@ -32,6 +32,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+const USAGE: &str =
+    "usage: glass [--gateway PATH] [--moq-cli PATH] [--cli-only] [--rounds N] [--seconds S]";
+
 /// A page's `glass:` console lines, with when they arrived.
 type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
 
@@ -411,7 +414,14 @@ fn main() {
             "--rounds" => rounds = value().parse().expect("a number"),
             "--seconds" => steady = Duration::from_secs(value().parse().expect("seconds")),
             "--cli-only" => ours = false,
-            other => panic!("unknown option {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => {
+                eprintln!("unknown option {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     assert!(
@@ -464,8 +474,15 @@ fn main() {
         }
     }
 
+    // The publisher page takes `codec=vp8` from GLASS_PUBLISH_EXTRA (else H.264).
+    let extra = std::env::var("GLASS_PUBLISH_EXTRA").unwrap_or_default();
+    let codec = if extra.contains("codec=vp8") {
+        "VP8"
+    } else {
+        "H.264"
+    };
     println!(
-        "glass-to-glass, H.264 640x360@30 from headless Chromium over WHIP -> gateway -> \
+        "glass-to-glass, {codec} 640x360@30 from headless Chromium over WHIP -> gateway -> \
          MoQ relay (own process) -> gateway -> WHEP -> headless Chromium; {rounds} round(s), \
          {} s steady each",
         steady.as_secs()

@@ -469,6 +469,7 @@ impl Gateway {
     ) -> anyhow::Result<Arc<Session>> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whip-{id}"));
+        crate::trace::arrivals(&pipeline);
         let video_codecs: Vec<&str> = video.map(Video::webrtc_name).into_iter().collect();
         let src = gst::ElementFactory::make("whipserversrc")
             .name("webrtc")
@@ -635,6 +636,7 @@ impl Gateway {
             .context("no whepserversink")?;
         signaller(&sink).set_property("host-addr", "");
         pipeline.add_many([&src, &sink])?;
+        crate::trace::egress(&sink, broadcast);
         let session = Arc::new(Session {
             id,
             kind: Kind::Egress,

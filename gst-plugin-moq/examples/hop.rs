@@ -36,6 +36,9 @@ use gst::prelude::*;
 /// and gets the group's start in a burst (by design, to decode).
 const WARMUP_FRAMES: usize = 90;
 
+const USAGE: &str =
+    "usage: hop [--seconds N] [--relay URL] [--plugin-path DIR] [--relay-cc loss|delay]";
+
 fn wall_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -344,7 +347,14 @@ fn main() {
             "--relay" => external = Some(value()),
             "--plugin-path" => plugin_path = Some(value()),
             "--relay-cc" => congestion = value(),
-            other => panic!("unknown option {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => {
+                eprintln!("unknown option {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
 
