@@ -47,13 +47,23 @@ pub fn pad_templates(
 }
 
 /// Audio or video: decides the pad template, grouping and the catalog section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TrackKind {
+    #[default]
     Video,
     Audio,
 }
 
 impl TrackKind {
+    /// The kind of a pad template (`video_%u`, `audio_%u`) or pad name.
+    pub fn of_pad_name(name: &str) -> TrackKind {
+        if name.starts_with("audio") {
+            TrackKind::Audio
+        } else {
+            TrackKind::Video
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TrackKind::Video => "video",

@@ -78,14 +78,10 @@ fn wait_child(mut child: std::process::Child, timeout: Duration) -> std::process
     }
 }
 
-/// `moq export fmp4` writes what moqsink published to a file ffprobe decodes.
-///
-/// Known gap, asserted as such: measured with moq-cli 0.14.10, its fMP4 export
-/// of a moqsink broadcast loses the *last* video group (always with several
-/// groups, sometimes with one), while moqsrc receives every frame of the same
-/// broadcast and the CLI keeps all groups of its own `import avc3`. So three
-/// groups of 30 are sent and the first two must arrive whole. Open: find out
-/// whether moqsink's track ending differs from the CLI's (see the notes).
+/// `moq export fmp4` writes what moqsink published to a file ffprobe decodes,
+/// every frame of it: three groups of 30. (An earlier moqsink lost the last
+/// video group in this export; a finished track now stays published, its
+/// last group closed where its last frame ends, until the element stops.)
 #[test]
 fn moq_cli_exports_a_moqsink_broadcast() {
     let Some((moq, _, ffprobe)) = tools() else {
@@ -136,7 +132,7 @@ fn moq_cli_exports_a_moqsink_broadcast() {
     let video = decoded_frames(&ffprobe, &file, "v:0");
     let audio = decoded_frames(&ffprobe, &file, "a:0");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(video >= 60, "ffprobe decoded {video} of 90 video frames");
+    assert_eq!(video, 90, "ffprobe decoded {video} of 90 video frames");
     assert!(audio >= 135, "ffprobe decoded {audio} of 150 audio packets");
 }
 

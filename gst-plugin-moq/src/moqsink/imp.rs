@@ -4,16 +4,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::MoqSinkPad;
-use super::assemble::{Frame, Piece};
-use super::pad::PadState;
-use super::publish::{Publisher, WriteError};
-use crate::catalog::{self, SinkFormat, TrackKind};
+use super::track::{Configured, Output, Refused, Report, Track, WriteContext};
+use crate::catalog::{self, TrackKind};
 use crate::connection::{self, Target};
 use crate::log;
 use crate::runtime::RUNTIME;
@@ -37,27 +34,6 @@ const DEFAULT_MAX_GROUP_DURATION_MS: u32 = 2000;
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 /// How long stopping waits for the relay to take the data still queued.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
-/// At most one keyframe request a second while keyframes come without
-/// their parameter sets.
-const PARAMS_RETRY: gst::ClockTime = gst::ClockTime::from_seconds(1);
-
-/// What `write_frame` needs to know besides the frame.
-#[derive(Clone, Copy)]
-struct FrameContext {
-    kind: TrackKind,
-    max_group: Option<gst::ClockTime>,
-    now: Option<gst::ClockTime>,
-    duration: Option<gst::ClockTime>,
-}
-
-/// A message about a frame, posted once the pad's lock is released.
-enum Report {
-    /// A keyframe lacking these parameter sets, and none seen to repeat.
-    NoParameterSets(&'static str),
-    /// The track failed: its name and why.
-    Failed(String, String),
-}
-
 #[derive(Debug, Clone)]
 struct Settings {
     connection: connection::Settings,
@@ -162,37 +138,7 @@ impl MoqSink {
                 })?;
         let connection = connection::connect(&target, connection::Role::Publish(origin.consume()))?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let watcher = RUNTIME.spawn(self.log().wrap({
-            let element = self.obj().downgrade();
-            let monitored = connection::monitor(
-                connection.clone(),
-                self.status.clone(),
-                element.clone(),
-                *CAT,
-                target.clone(),
-            );
-            let (target, stopping) = (target.clone(), stopping.clone());
-            async move {
-                let ended = monitored.await;
-                if !stopping.load(Ordering::SeqCst)
-                    && let Some(obj) = element.upgrade()
-                {
-                    let held = obj.imp().session().as_ref().is_some_and(|s| s.eos_wait.is_some());
-                    obj.post_error_message(match ended {
-                        Some(err) if held => gst::error_msg!(
-                            gst::ResourceError::OpenWrite,
-                            (
-                                "{}; the stream ended (EOS) while the relay was unreachable, and what \
-                                 was not sent by then is lost",
-                                connection::failure_text(&target, &err)
-                            )
-                        ),
-                        Some(err) => connection::failure_message(&target, &err, true),
-                        None => connection::lost_message(&target, true),
-                    });
-                }
-            }
-        }));
+        let watcher = self.spawn_watcher(&connection, &target, stopping.clone());
         self.announced.store(false, Ordering::SeqCst);
         let announce_timer = RUNTIME.spawn({
             let element = self.obj().downgrade();
@@ -230,6 +176,51 @@ impl MoqSink {
         Ok(())
     }
 
+    /// Follows the connection until it ends for good and then, unless the
+    /// element is stopping, says why on the bus.
+    fn spawn_watcher(
+        &self,
+        connection: &moq_tokio::Connection,
+        target: &Target,
+        stopping: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let element = self.obj().downgrade();
+        let monitored = connection::monitor(
+            connection.clone(),
+            self.status.clone(),
+            element.clone(),
+            *CAT,
+            target.clone(),
+        );
+        let target = target.clone();
+        RUNTIME.spawn(self.log().wrap(async move {
+            let ended = monitored.await;
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let Some(obj) = element.upgrade() else {
+                return;
+            };
+            let held = obj
+                .imp()
+                .session()
+                .as_ref()
+                .is_some_and(|s| s.eos_wait.is_some());
+            obj.post_error_message(match ended {
+                Some(err) if held => gst::error_msg!(
+                    gst::ResourceError::OpenWrite,
+                    (
+                        "{}; the stream ended (EOS) while the relay was unreachable, and what \
+                         was not sent by then is lost",
+                        connection::failure_text(&target, &err)
+                    )
+                ),
+                Some(err) => connection::failure_message(&target, &err, true),
+                None => connection::lost_message(&target, true),
+            });
+        }))
+    }
+
     fn stop(&self) {
         // Stopped without EOS is not an end of stream: the tracks and the
         // catalog are dropped unfinished, so subscribers see the broadcast
@@ -237,13 +228,7 @@ impl MoqSink {
         // had EOS were finished then.
         let mut retired = Vec::new();
         for pad in self.sink_pads() {
-            let mut state = pad.imp().state();
-            drop(state.publisher.take());
-            state.assembler = Default::default();
-            retired.append(&mut state.retired);
-            state.format = None;
-            state.segment = None;
-            state.eos = false;
+            retired.append(&mut pad.imp().track().stop());
         }
         let Some(mut session) = self.session().take() else {
             return;
@@ -304,7 +289,7 @@ impl MoqSink {
         };
         if !force {
             let pads = self.sink_pads();
-            if pads.is_empty() || pads.iter().any(|p| p.imp().state().publisher.is_none()) {
+            if pads.is_empty() || pads.iter().any(|p| !p.imp().track().is_publishing()) {
                 return;
             }
             let catalog = session.catalog.snapshot();
@@ -336,117 +321,47 @@ impl MoqSink {
         }
     }
 
-    /// The name for a pad's track: its `track-name`, or its order and codec.
-    fn track_name(pad: &MoqSinkPad, index: u32, generation: u32, format: &SinkFormat) -> String {
-        let base = match pad.imp().settings().track_name {
-            Some(name) => name,
-            None => format!("{index}.{}", format.track_suffix()),
-        };
-        match generation {
-            0 => base,
-            g => format!("{base}~{g}"),
-        }
-    }
-
     fn handle_caps(&self, pad: &MoqSinkPad, caps: &gst::CapsRef) -> bool {
-        let format = match catalog::sink_format(caps) {
-            Ok(format) => format,
-            Err(err) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    ("Unsupported caps on {}: {}", pad.name(), err),
-                    ["caps: {}", caps]
-                );
-                return false;
-            }
-        };
-        let expected = if pad.name().starts_with("audio") {
-            TrackKind::Audio
-        } else {
-            TrackKind::Video
-        };
-        if format.kind() != expected {
+        let refuse = |why: &dyn std::fmt::Display| {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                (
-                    "Caps {} are {} but pad {} takes {}",
-                    caps,
-                    format.kind().as_str(),
-                    pad.name(),
-                    expected.as_str()
-                )
+                ("Caps on {} cannot be published: {}", pad.name(), why),
+                ["caps: {}", caps]
             );
-            return false;
-        }
-        let hints = catalog::video_hints(caps);
-        let (broadcast, catalog) = {
-            let session = self.session();
-            let Some(session) = session.as_ref() else {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::StateChange,
-                    ("Caps before the element started")
-                );
-                return false;
-            };
-            (session.broadcast.clone(), session.catalog.clone())
+            false
         };
-
-        let mut guard = pad.imp().state();
-        let state = &mut *guard;
-        if let (Some(old), Some(publisher)) = (state.format.as_ref(), state.publisher.as_mut())
-            && old.same_track(&format)
-        {
-            if let Err(err) = publisher.reconfigure(&format) {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ("New caps on {} cannot be published: {}", pad.name(), err),
-                    ["caps: {}", caps]
-                );
-                return false;
-            }
-            gst::debug!(CAT, obj = pad, "caps changed in place: {caps}");
-            state.format = Some(format);
-            return true;
-        }
-        if state.publisher.is_some() {
-            // Another codec or framing: end the old track, start a new one, and
-            // take the old rendition out of the catalog.
-            state.finish(pad);
-            state.retired.pop();
-            state.generation += 1;
-        }
-        let name = Self::track_name(pad, state.index, state.generation, &format);
-        match Publisher::new(&broadcast, &catalog, &name, &format, &hints) {
-            Ok(publisher) => {
-                gst::info!(CAT, obj = pad, "publishing track '{name}' for {caps}");
-                state.publisher = Some(publisher);
-                state.assembler = Default::default();
-                state.failed = false;
-                state.need_keyframe = format.kind() == TrackKind::Video;
-                state.group_start = None;
-                state.keyframe_requested = None;
-                state.format = Some(format);
+        let format = match catalog::sink_format(caps) {
+            Ok(format) => format,
+            Err(err) => return refuse(&err),
+        };
+        let hints = catalog::video_hints(caps);
+        let Some((broadcast, catalog)) = self
+            .session()
+            .as_ref()
+            .map(|s| (s.broadcast.clone(), s.catalog.clone()))
+        else {
+            return refuse(&"the element has not started");
+        };
+        let output = Output {
+            broadcast: &broadcast,
+            catalog: &catalog,
+        };
+        let track_name = pad.imp().settings().track_name;
+        let configured = pad
+            .imp()
+            .track()
+            .configure(format, &hints, track_name, &output);
+        match configured {
+            Ok(Configured::InPlace) => {
+                gst::debug!(CAT, obj = pad, "caps changed in place: {caps}");
                 true
             }
-            Err(err) => {
-                state.failed = true;
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    (
-                        "Cannot publish track '{}' for {}: {}",
-                        name,
-                        pad.name(),
-                        err
-                    ),
-                    ["caps: {}", caps]
-                );
-                false
+            Ok(Configured::NewTrack(name)) => {
+                gst::info!(CAT, obj = pad, "publishing track '{name}' for {caps}");
+                true
             }
+            Err(why) => refuse(&why),
         }
     }
 
@@ -463,7 +378,7 @@ impl MoqSink {
             }
             EventView::Segment(s) => match s.segment().downcast_ref::<gst::ClockTime>() {
                 Some(segment) => {
-                    pad.imp().state().segment = Some(segment.clone());
+                    pad.imp().track().set_segment(segment.clone());
                     true
                 }
                 None => {
@@ -480,20 +395,13 @@ impl MoqSink {
                 }
             },
             EventView::Eos(_) => {
-                self.flush_assembled(pad);
-                {
-                    let mut state = pad.imp().state();
-                    state.finish(pad);
-                    state.eos = true;
-                }
+                let reports = pad.imp().track().finish();
+                self.post_reports(pad, reports);
                 self.check_all_eos();
                 true
             }
             EventView::FlushStop(_) => {
-                let mut state = pad.imp().state();
-                state.assembler = Default::default();
-                state.eos = false;
-                state.segment = None;
+                pad.imp().track().flush_stop();
                 true
             }
             // Sink pads own the serialized events: nothing goes further.
@@ -505,7 +413,7 @@ impl MoqSink {
     /// application with an EOS message (we are the sink).
     fn check_all_eos(&self) {
         let pads = self.sink_pads();
-        if pads.is_empty() || !pads.iter().all(|p| p.imp().state().eos) {
+        if pads.is_empty() || !pads.iter().all(|p| p.imp().track().eos()) {
             return;
         }
         let mut guard = self.session();
@@ -562,302 +470,132 @@ impl MoqSink {
         pad: &MoqSinkPad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // 0 turns the periodic keyframe request off.
-        let max_group = match self.settings().max_group_duration_ms {
-            0 => None,
-            ms => Some(gst::ClockTime::from_mseconds(ms.into())),
+        let ctx = WriteContext {
+            // 0 turns the periodic keyframe request off.
+            max_group: match self.settings().max_group_duration_ms {
+                0 => None,
+                ms => Some(gst::ClockTime::from_mseconds(ms.into())),
+            },
+            // Read before the pad's lock is taken (it takes the object lock).
+            now: self.obj().current_running_time(),
         };
-        let mut request_keyframe = false;
-        // Read before the pad's lock is taken (it takes the object lock).
-        let now = self.obj().current_running_time();
-        let result = self.write(pad, buffer, max_group, now, &mut request_keyframe);
+        let written = pad.imp().track().write(buffer, ctx);
+        if let Some(delay) = written.delay_us {
+            self.delay_us.store(delay, Ordering::Relaxed);
+        }
         // Renditions whose codec only the first keyframe tells (VP9, AV1,
         // H.265) enter the catalog here.
         if !self.announced.load(Ordering::Relaxed) {
             self.maybe_announce(false);
         }
-        // Upstream events go out with no lock held.
-        if request_keyframe {
+        // Messages and upstream events go out with no lock held.
+        self.post_reports(pad, written.reports);
+        if written.request_keyframe {
             gst::debug!(CAT, obj = pad, "requesting a keyframe upstream");
             let event = gst_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
                 .build();
             pad.push_event(event);
         }
-        result
+        match written.result {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(Refused::Eos) => Err(gst::FlowError::Eos),
+            Err(Refused::NotNegotiated) => Err(gst::FlowError::NotNegotiated),
+            Err(Refused::Error) => Err(gst::FlowError::Error),
+        }
     }
 
-    /// Takes one buffer: video goes through the pad's assembler (pieces of
-    /// one frame are joined, see `assemble`), then each whole frame is
-    /// published by `write_frame`. Messages are posted once the pad's lock
-    /// is released.
-    fn write(
-        &self,
-        pad: &MoqSinkPad,
-        buffer: gst::Buffer,
-        max_group: Option<gst::ClockTime>,
-        now: Option<gst::ClockTime>,
-        request_keyframe: &mut bool,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut state = pad.imp().state();
-        if state.eos {
-            return Err(gst::FlowError::Eos);
-        }
-        let Some(kind) = state.format.as_ref().map(SinkFormat::kind) else {
-            drop(state);
-            gst::element_imp_error!(
+    /// A request pad whose functions lead to this element.
+    fn make_pad(templ: &gst::PadTemplate, name: &str) -> MoqSinkPad {
+        gst::PadBuilder::<MoqSinkPad>::from_template(templ)
+            .name(name)
+            .chain_function(|pad, parent, buffer| {
+                MoqSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |sink| {
+                        let log = sink.log.get().cloned();
+                        match log {
+                            Some(log) => log.enter(|| sink.sink_chain(pad, buffer)),
+                            None => sink.sink_chain(pad, buffer),
+                        }
+                    },
+                )
+            })
+            .event_function(|pad, parent, event| {
+                MoqSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |sink| sink.log().enter(|| sink.sink_event(pad, event)),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                MoqSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |sink| {
+                        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
+                            q.set_result(sink.accept_caps(pad, q.caps()));
+                            return true;
+                        }
+                        gst::Pad::query_default(pad, Some(&*sink.obj()), query)
+                    },
+                )
+            })
+            .flags(gst::PadFlags::ACCEPT_TEMPLATE)
+            .build()
+    }
+
+    /// Tells upstream the truth about caps. Refusing makes upstream fail
+    /// with a bare not-negotiated, so the reason goes on the bus first as a
+    /// WARNING (once per pad and caps).
+    fn accept_caps(&self, pad: &MoqSinkPad, caps: &gst::CapsRef) -> bool {
+        let Err(why) = pad.imp().track().accepts(caps) else {
+            return true;
+        };
+        gst::debug!(CAT, obj = pad, "refusing {caps}: {why}");
+        if caps.is_fixed() && pad.imp().first_refusal(caps) {
+            gst::element_imp_warning!(
                 self,
                 gst::CoreError::Negotiation,
-                ("Buffer on {} before caps", pad.name())
+                ("Caps on {} cannot be published: {}", pad.name(), why),
+                ["caps: {}", caps]
             );
-            return Err(gst::FlowError::NotNegotiated);
-        };
-        if state.publisher.is_none() {
-            if state.failed {
-                // Its error is already on the bus.
-                return Err(gst::FlowError::Error);
-            }
-            // The track was finished at EOS; a MoQ track cannot restart.
-            gst::debug!(CAT, obj = pad, "buffer after the track finished");
-            return Err(gst::FlowError::Eos);
         }
-        let time = state
-            .segment
-            .as_ref()
-            .and_then(|segment| segment.to_running_time(buffer.pts().or(buffer.dts())))
-            .map(gst::ClockTime::nseconds);
-        let flags = buffer.flags();
-        let duration = buffer.duration();
-        let payload = match buffer.into_mapped_buffer_readable() {
-            // Shares the GStreamer memory: the buffer lives as long as MoQ needs the bytes.
-            Ok(mapped) => Bytes::from_owner(mapped),
-            Err(_) => {
-                drop(state);
-                gst::element_imp_error!(
+        false
+    }
+
+    fn post_reports(&self, pad: &MoqSinkPad, reports: Vec<Report>) {
+        for report in reports {
+            match report {
+                Report::NoParameterSets(names) => gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "Keyframe without {} on {}: dropped until one carries them",
+                        names,
+                        pad.name()
+                    ),
+                    [
+                        "the stream never carried them in band; h264parse/h265parse config-interval=-1 adds them to every keyframe if they are known upstream"
+                    ]
+                ),
+                Report::Failed { track, error } => gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Cannot publish a frame on track '{}': {}", track, error)
+                ),
+                Report::BeforeCaps => gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Buffer on {} before caps", pad.name())
+                ),
+                Report::Unmappable => gst::element_imp_error!(
                     self,
                     gst::ResourceError::Read,
                     ("Cannot map a buffer on {}", pad.name())
-                );
-                return Err(gst::FlowError::Error);
-            }
-        };
-        let frames: Vec<Frame> = if kind == TrackKind::Audio {
-            // Audio RTP marks the start of a talkspurt, not a frame's end:
-            // every buffer is a frame.
-            time.map(|time| Frame {
-                time,
-                keyframe: true,
-                payload,
-            })
-            .into_iter()
-            .collect()
-        } else {
-            let picture = match state.publisher.as_ref().and_then(Publisher::nal_codec) {
-                Some(codec) => super::paramsets::has_slice(codec, &payload),
-                None => true,
-            };
-            let piece = Piece {
-                delta: flags.contains(gst::BufferFlags::DELTA_UNIT),
-                marker: flags.contains(gst::BufferFlags::MARKER),
-                picture,
-            };
-            let push = state.assembler.push(payload, time, piece);
-            if push.dropped {
-                state.dropped += 1;
-            }
-            if push.orphan {
-                // The frame before went out without this piece: its group
-                // does not decode whole. Start a new one as soon as we can.
-                gst::debug!(
-                    CAT,
-                    obj = pad,
-                    "a frame came in pieces; asking for a keyframe"
-                );
-                state.dropped += 1;
-                state.need_keyframe = true;
-                if state.keyframe_requested.is_none() {
-                    *request_keyframe = true;
-                }
-            }
-            push.frames().collect()
-        };
-        if time.is_none() && frames.is_empty() {
-            gst::debug!(CAT, obj = pad, "dropped a buffer without running time");
-        }
-        let mut reports = Vec::new();
-        let mut result = Ok(gst::FlowSuccess::Ok);
-        for frame in frames {
-            let ctx = FrameContext {
-                kind,
-                max_group,
-                now,
-                duration,
-            };
-            match self.write_frame(pad, &mut state, frame, ctx, request_keyframe) {
-                Ok(None) => {}
-                Ok(Some(report)) => reports.push(report),
-                Err(report) => {
-                    reports.push(report);
-                    result = Err(gst::FlowError::Error);
-                    break;
-                }
-            }
-        }
-        drop(state);
-        for report in reports {
-            self.post_report(pad, report);
-        }
-        result
-    }
-
-    /// Publishes one whole frame: keyframe bookkeeping (groups, requests
-    /// upstream), then the track. `Ok(Some)` and `Err` carry what to post
-    /// once the lock is released; `Err` also means the track failed.
-    fn write_frame(
-        &self,
-        pad: &MoqSinkPad,
-        state: &mut PadState,
-        frame: Frame,
-        ctx: FrameContext,
-        request_keyframe: &mut bool,
-    ) -> Result<Option<Report>, Report> {
-        let running_time = gst::ClockTime::from_nseconds(frame.time);
-        let keyframe = frame.keyframe;
-        if ctx.kind == TrackKind::Video {
-            if keyframe {
-                state.group_start = Some(running_time);
-                state.keyframe_requested = None;
-            } else if state.need_keyframe {
-                // Started or restarted mid-GOP: nothing decodable until a keyframe.
-                state.dropped += 1;
-                if state.keyframe_requested.is_none() {
-                    state.keyframe_requested = Some(running_time);
-                    *request_keyframe = true;
-                }
-                return Ok(None);
-            } else if let (Some(start), Some(max_group)) = (state.group_start, ctx.max_group)
-                && running_time.saturating_sub(start) >= max_group
-                && state
-                    .keyframe_requested
-                    .is_none_or(|at| running_time.saturating_sub(at) >= max_group)
-            {
-                state.keyframe_requested = Some(running_time);
-                *request_keyframe = true;
-            }
-        }
-        let Ok(timestamp) = moq_net::Timestamp::from_micros(running_time.useconds()) else {
-            state.dropped += 1;
-            return Ok(None);
-        };
-        let size = frame.payload.len() as u64;
-        let Some(publisher) = state.publisher.as_mut() else {
-            return Ok(None);
-        };
-        match publisher.write(frame.payload, timestamp, keyframe) {
-            Ok(()) => {
-                if let Some(now) = ctx.now {
-                    self.delay_us
-                        .store(crate::stats::delay_us(now, running_time), Ordering::Relaxed);
-                }
-                state.need_keyframe = false;
-                state.last_end = ctx.duration.map(|d| running_time + d);
-                state.frames += 1;
-                state.bytes += size;
-                if keyframe {
-                    state.groups += 1;
-                }
-                Ok(None)
-            }
-            Err(WriteError::NeedKeyframe) => {
-                state.dropped += 1;
-                state.need_keyframe = true;
-                if state.keyframe_requested.is_none() {
-                    state.keyframe_requested = Some(running_time);
-                    *request_keyframe = true;
-                }
-                Ok(None)
-            }
-            Err(WriteError::NoParameterSets(names)) => {
-                // Dropped like a delta frame before the first keyframe:
-                // nothing in its group decodes. Ask for one with headers.
-                state.dropped += 1;
-                state.need_keyframe = true;
-                // Encoders answer every request with a keyframe, and each
-                // would come back here: ask at most once per PARAMS_RETRY.
-                state.keyframe_requested = Some(running_time);
-                if state
-                    .params_requested
-                    .is_none_or(|at| running_time.saturating_sub(at) >= PARAMS_RETRY)
-                {
-                    state.params_requested = Some(running_time);
-                    *request_keyframe = true;
-                }
-                let warn = !std::mem::replace(&mut state.warned_params, true);
-                Ok(warn.then_some(Report::NoParameterSets(names)))
-            }
-            Err(WriteError::Rewind) => {
-                gst::warning!(
-                    CAT,
-                    obj = pad,
-                    "dropping frame at {running_time}: timestamp went backwards"
-                );
-                state.dropped += 1;
-                Ok(None)
-            }
-            Err(WriteError::Other(err)) => {
-                let name = publisher.name().to_string();
-                state.finish(pad);
-                state.failed = true;
-                Err(Report::Failed(name, err.to_string()))
-            }
-        }
-    }
-
-    fn post_report(&self, pad: &MoqSinkPad, report: Report) {
-        match report {
-            Report::NoParameterSets(names) => gst::element_imp_warning!(
-                self,
-                gst::StreamError::Format,
-                (
-                    "Keyframe without {} on {}: dropped until one carries them",
-                    names,
-                    pad.name()
                 ),
-                [
-                    "the stream never carried them in band; h264parse/h265parse config-interval=-1 adds them to every keyframe if they are known upstream"
-                ]
-            ),
-            Report::Failed(name, err) => gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                ("Cannot publish a frame on track '{}': {}", name, err)
-            ),
-        }
-    }
-
-    /// Publishes the frame a pad's assembler still holds (at EOS).
-    fn flush_assembled(&self, pad: &MoqSinkPad) {
-        let mut state = pad.imp().state();
-        let Some(frame) = state.assembler.flush() else {
-            return;
-        };
-        let Some(kind) = state.format.as_ref().map(SinkFormat::kind) else {
-            return;
-        };
-        let ctx = FrameContext {
-            kind,
-            max_group: None,
-            now: None,
-            duration: None,
-        };
-        let mut request_keyframe = false;
-        let report = match self.write_frame(pad, &mut state, frame, ctx, &mut request_keyframe) {
-            Ok(report) => report,
-            Err(report) => Some(report),
-        };
-        drop(state);
-        if let Some(report) = report {
-            self.post_report(pad, report);
+            }
         }
     }
 
@@ -865,11 +603,11 @@ impl MoqSink {
         let mut s = gst::Structure::builder("application/x-moqsink-stats");
         let (mut frames, mut bytes, mut groups, mut dropped) = (0u64, 0u64, 0u64, 0u64);
         for pad in self.sink_pads() {
-            let state = pad.imp().state();
-            frames += state.frames;
-            bytes += state.bytes;
-            groups += state.groups;
-            dropped += state.dropped;
+            let counters = pad.imp().track().counters();
+            frames += counters.frames;
+            bytes += counters.bytes;
+            groups += counters.groups;
+            dropped += counters.dropped;
         }
         let connected = self.status.get() == connection::Status::Connected;
         s = s
@@ -1002,50 +740,10 @@ impl ElementImpl for MoqSink {
                 .map(|i| format!("{prefix}{i}"))
                 .find(|n| obj.static_pad(n).is_none())?,
         };
-        let pad = gst::PadBuilder::<MoqSinkPad>::from_template(templ)
-            .name(name.as_str())
-            .chain_function(|pad, parent, buffer| {
-                MoqSink::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |sink| {
-                        let log = sink.log.get().cloned();
-                        match log {
-                            Some(log) => log.enter(|| sink.sink_chain(pad, buffer)),
-                            None => sink.sink_chain(pad, buffer),
-                        }
-                    },
-                )
-            })
-            .event_function(|pad, parent, event| {
-                MoqSink::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |sink| sink.log().enter(|| sink.sink_event(pad, event)),
-                )
-            })
-            .query_function(|pad, parent, query| {
-                MoqSink::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |sink| {
-                        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
-                            // Take any fixed caps here: the caps event then refuses
-                            // what cannot be carried with an error that names it,
-                            // instead of a bare not-negotiated from upstream.
-                            let fixed = q.caps().is_fixed();
-                            q.set_result(fixed);
-                            return true;
-                        }
-                        gst::Pad::query_default(pad, Some(&*sink.obj()), query)
-                    },
-                )
-            })
-            .flags(gst::PadFlags::ACCEPT_TEMPLATE)
-            .build();
+        let pad = Self::make_pad(templ, &name);
         {
             let mut next = self.next_index.lock().unwrap_or_else(|e| e.into_inner());
-            pad.imp().state().index = *next;
+            *pad.imp().track() = Track::new(*next, TrackKind::of_pad_name(&prefix));
             *next += 1;
         }
         if pad
@@ -1061,7 +759,8 @@ impl ElementImpl for MoqSink {
 
     fn release_pad(&self, pad: &gst::Pad) {
         if let Some(sink_pad) = pad.downcast_ref::<MoqSinkPad>() {
-            sink_pad.imp().state().finish(sink_pad);
+            let reports = sink_pad.imp().track().finish();
+            self.post_reports(sink_pad, reports);
         }
         let obj = self.obj();
         let _ = pad.set_active(false);

@@ -45,6 +45,7 @@ mod imp;
 mod pad;
 mod paramsets;
 mod publish;
+mod track;
 
 glib::wrapper! {
     pub struct MoqSink(ObjectSubclass<imp::MoqSink>) @extends gst::Element, gst::Object, @implements gst::ChildProxy;

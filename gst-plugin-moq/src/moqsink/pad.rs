@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
-//! The request pad of `moqsink`: its properties and the per-track state that
-//! its streaming thread owns.
+//! The request pad of `moqsink`: its properties and the track it publishes.
 
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
@@ -9,8 +8,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::publish::Publisher;
-use crate::catalog::SinkFormat;
+use super::track::Track;
 
 #[derive(Debug, Clone, Default)]
 pub struct PadSettings {
@@ -18,73 +16,29 @@ pub struct PadSettings {
     pub track_name: Option<String>,
 }
 
-/// What one pad publishes. Only its own streaming thread and the element's
-/// state changes touch it, so pads never wait for each other.
-#[derive(Default)]
-pub struct PadState {
-    /// Creation order of the pad, for generated track names (`0.avc3`, `1.opus`).
-    pub index: u32,
-    /// Bumped when a caps change needs a new track, so names stay unique.
-    pub generation: u32,
-    pub segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-    pub format: Option<SinkFormat>,
-    pub publisher: Option<Publisher>,
-    /// Finished tracks, kept until the element stops: dropping an importer
-    /// takes its rendition out of the catalog, and a subscriber still reading
-    /// the end of the track (the moq CLI's fMP4 export) would drop that end.
-    pub retired: Vec<Publisher>,
-    /// Joins the pieces of video frames (see `assemble`).
-    pub assembler: super::assemble::Assembler,
-    pub eos: bool,
-    /// Publishing failed; the error is on the bus and buffers are refused.
-    pub failed: bool,
-    /// Video only: drop delta frames until a keyframe opens a group.
-    pub need_keyframe: bool,
-    /// Running time of the keyframe that opened the current group.
-    pub group_start: Option<gst::ClockTime>,
-    /// Running time of the last keyframe request, to send at most one per group.
-    pub keyframe_requested: Option<gst::ClockTime>,
-    /// Where the last published frame ends (running time plus duration), to
-    /// close the last group at EOS.
-    pub last_end: Option<gst::ClockTime>,
-    /// A keyframe without parameter sets was reported (once per pad).
-    pub warned_params: bool,
-    /// Running time of the last keyframe request for parameter sets.
-    pub params_requested: Option<gst::ClockTime>,
-    pub frames: u64,
-    pub bytes: u64,
-    pub groups: u64,
-    pub dropped: u64,
-}
-
-impl PadState {
-    /// End the track, if one is open. Errors are only worth a log line here:
-    /// the track ends either way.
-    pub fn finish(&mut self, pad: &super::MoqSinkPad) {
-        if let Some(mut publisher) = self.publisher.take()
-            && let Err(err) = publisher.finish()
-        {
-            gst::debug!(
-                super::imp::CAT,
-                obj = pad,
-                "finishing track {}: {err}",
-                publisher.name()
-            );
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct MoqSinkPad {
     pub(super) settings: Mutex<PadSettings>,
-    pub(super) state: Mutex<PadState>,
+    track: Mutex<Track>,
+    /// The last caps refused in accept-caps (reported once).
+    refused: Mutex<Option<gst::Caps>>,
 }
 
 impl MoqSinkPad {
-    pub fn state(&self) -> MutexGuard<'_, PadState> {
+    pub fn track(&self) -> MutexGuard<'_, Track> {
         // A poisoned lock only means a panic elsewhere already failed the
-        // pipeline; the state itself is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // pipeline; the track itself is still usable.
+        self.track.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `caps` differ from the caps refused last, remembering them.
+    pub fn first_refusal(&self, caps: &gst::CapsRef) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.as_ref().is_some_and(|r| r.as_ref() == caps) {
+            return false;
+        }
+        *refused = Some(caps.to_owned());
+        true
     }
 
     pub fn settings(&self) -> PadSettings {
@@ -137,12 +91,7 @@ impl ObjectImpl for MoqSinkPad {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "track-name" => self.settings().track_name.to_value(),
-            "track" => self
-                .state()
-                .publisher
-                .as_ref()
-                .map(|p| p.name().to_string())
-                .to_value(),
+            "track" => self.track().published().map(str::to_owned).to_value(),
             _ => None::<String>.to_value(),
         }
     }

@@ -62,6 +62,62 @@ fn video_hint(hints: &VideoHints) -> moq_mux::catalog::VideoHint {
     hint
 }
 
+/// The `moq-mux` importer of `format`'s codec, writing `track` and keeping
+/// its rendition in the catalog.
+fn importer(
+    track: moq_net::track::Producer,
+    reserved: moq_mux::catalog::Reserved,
+    format: &SinkFormat,
+    hints: &VideoHints,
+) -> Result<Importer, moq_mux::Error> {
+    Ok(match format {
+        SinkFormat::H264 { codec_data } => {
+            let mut hint = video_hint(hints);
+            if codec_data.is_none() {
+                // In-band parameter sets: announce the rendition now, from the
+                // parser's profile and level; the first SPS refines it.
+                hint.codec = hints.h264.clone().map(hang::catalog::VideoCodec::H264);
+            }
+            let mut import = codec::h264::Import::new(track, reserved, hint)?;
+            if let Some(avcc) = codec_data {
+                import.initialize(avcc)?;
+            }
+            Importer::H264(import)
+        }
+        SinkFormat::H265 { codec_data } => {
+            let mut import = codec::h265::Import::new(track, reserved, video_hint(hints))?;
+            if let Some(hvcc) = codec_data {
+                import.initialize(hvcc)?;
+            }
+            Importer::H265(import)
+        }
+        SinkFormat::Av1 { codec_data } => {
+            let mut import = codec::av1::Import::new(track, reserved, video_hint(hints))?;
+            if let Some(av1c) = codec_data {
+                import.initialize(av1c)?;
+            }
+            Importer::Av1(import)
+        }
+        SinkFormat::Vp8 => {
+            let mut hint = video_hint(hints);
+            // VP8 has no parameters: the catalog can say it before any frame.
+            hint.codec = Some(hang::catalog::VideoCodec::VP8);
+            Importer::Vp8(codec::vp8::Import::new(track, reserved, hint)?)
+        }
+        SinkFormat::Vp9 => {
+            Importer::Vp9(codec::vp9::Import::new(track, reserved, video_hint(hints))?)
+        }
+        SinkFormat::Opus { rate, channels } => {
+            let config = codec::opus::Config::new(*rate, *channels).into();
+            Importer::Opus(codec::opus::Import::new(track, reserved, config)?)
+        }
+        SinkFormat::Aac { codec_data } => {
+            let config = codec::aac::config(codec_data)?;
+            Importer::Aac(codec::aac::Import::new(track, reserved, config)?)
+        }
+    })
+}
+
 impl Publisher {
     /// Reserve the track `name` in the broadcast and the catalog and start the
     /// importer for `format`.
@@ -79,52 +135,7 @@ impl Publisher {
             crate::catalog::TrackKind::Audio => hang::catalog::PRIORITY.audio,
         };
         let track = request.accept(reserved.track_info(priority));
-        let importer = match format {
-            SinkFormat::H264 { codec_data } => {
-                let mut hint = video_hint(hints);
-                if codec_data.is_none() {
-                    // In-band parameter sets: announce the rendition now, from the
-                    // parser's profile and level; the first SPS refines it.
-                    hint.codec = hints.h264.clone().map(hang::catalog::VideoCodec::H264);
-                }
-                let mut import = codec::h264::Import::new(track, reserved, hint)?;
-                if let Some(avcc) = codec_data {
-                    import.initialize(avcc)?;
-                }
-                Importer::H264(import)
-            }
-            SinkFormat::H265 { codec_data } => {
-                let mut import = codec::h265::Import::new(track, reserved, video_hint(hints))?;
-                if let Some(hvcc) = codec_data {
-                    import.initialize(hvcc)?;
-                }
-                Importer::H265(import)
-            }
-            SinkFormat::Av1 { codec_data } => {
-                let mut import = codec::av1::Import::new(track, reserved, video_hint(hints))?;
-                if let Some(av1c) = codec_data {
-                    import.initialize(av1c)?;
-                }
-                Importer::Av1(import)
-            }
-            SinkFormat::Vp8 => {
-                let mut hint = video_hint(hints);
-                // VP8 has no parameters: the catalog can say it before any frame.
-                hint.codec = Some(hang::catalog::VideoCodec::VP8);
-                Importer::Vp8(codec::vp8::Import::new(track, reserved, hint)?)
-            }
-            SinkFormat::Vp9 => {
-                Importer::Vp9(codec::vp9::Import::new(track, reserved, video_hint(hints))?)
-            }
-            SinkFormat::Opus { rate, channels } => {
-                let config = codec::opus::Config::new(*rate, *channels).into();
-                Importer::Opus(codec::opus::Import::new(track, reserved, config)?)
-            }
-            SinkFormat::Aac { codec_data } => {
-                let config = codec::aac::config(codec_data)?;
-                Importer::Aac(codec::aac::Import::new(track, reserved, config)?)
-            }
-        };
+        let importer = importer(track, reserved, format, hints)?;
         let params = match format {
             SinkFormat::H264 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H264)),
             SinkFormat::H265 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H265)),
@@ -168,17 +179,17 @@ impl Publisher {
         }
     }
 
+    /// Byte-stream H.264/H.265: the codec whose NAL units the buffers carry.
+    pub fn nal_codec(&self) -> Option<paramsets::Codec> {
+        self.params.as_ref().map(ParamSets::codec)
+    }
+
     /// Publish one whole frame (an access unit, temporal unit or audio packet).
     /// `payload` shares the GStreamer buffer's memory: nothing is copied here,
     /// except a byte-stream keyframe that lacks its parameter sets (they are
     /// put in front so a subscriber joining there can decode).
     /// Video keyframes open a new MoQ group; every audio packet is a group of its
     /// own, so the relay forwards it without waiting for the next.
-    /// Byte-stream H.264/H.265: the codec whose NAL units the buffers carry.
-    pub fn nal_codec(&self) -> Option<paramsets::Codec> {
-        self.params.as_ref().map(ParamSets::codec)
-    }
-
     pub fn write(
         &mut self,
         payload: Bytes,
