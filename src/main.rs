@@ -12,52 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-
 use moq_gateway::presets::{self, Preset, Video};
 use moq_gateway::{demo, launch, relay, serve};
 
-const USAGE: &str = "\
-usage: moq-gateway [--listen ADDR] [--relay URL] [--broadcast NAME] [--duration SECS] [--size WxH]
-       moq-gateway relay [--listen ADDR]
-       moq-gateway serve [--listen ADDR] [--relay URL] [--stun URL]
-       moq-gateway --print PRESET [PRESET OPTIONS]
-       moq-gateway [--listen ADDR] [PRESET OPTIONS] PRESET
-       moq-gateway PIPELINE-DESCRIPTION...
-
-Without arguments: starts a MoQ relay in this process on --listen (default
-127.0.0.1:4443; port 0 picks a free one), publishes a test pattern with audio
-through moqsink, plays it back through moqsrc and prints frames and latency
-once a second until Ctrl-C (or --duration seconds). --relay uses another relay.
-
-relay: only runs the embedded relay (public path anon/) until Ctrl-C, for
-gst-launch-1.0 pipelines with moqsink and moqsrc.
-
-serve: one HTTP listener (--listen, default 127.0.0.1:8080) for many WebRTC
-sessions: a WHIP POST to /whip/<broadcast> publishes that broadcast, a WHEP
-POST to /whep/<broadcast> watches it (201 + Location; DELETE ends it; CORS
-allowed; GET / is a test page). Without --relay it starts the embedded relay
-on the listener's address, port 4443.
-
-PRESET is one of the four gateways:
-  whip-to-moq   a WHIP publisher (OBS, a browser) feeds a MoQ broadcast
-  moq-to-whep   WHEP viewers (browsers) watch a MoQ broadcast
-  whep-to-moq   pull from a WHEP server into a MoQ broadcast
-  moq-to-whip   push a MoQ broadcast to a WHIP server
---print prints its pipeline description, which runs unchanged under
-gst-launch-1.0 with the moq and rswebrtc plugins on GST_PLUGIN_PATH. Run by
-name, without --relay, it starts the embedded relay on --listen first.
-PRESET OPTIONS:
-  --relay URL        MoQ relay (default http://127.0.0.1:4443/anon)
-  --broadcast NAME   MoQ broadcast (default live)
-  --video CODEC      h264 (default), vp8, vp9 or h265; passed through
-  --webrtc URL       the WHIP/WHEP listener (http://HOST:PORT) of a server
-                     preset, or the endpoint URL of a client preset
-  --stun URL         STUN server for ICE (default none)
-
-A PIPELINE-DESCRIPTION runs like gst-launch-1.0; Ctrl-C sends EOS, and a
-WebRTC peer that leaves ends its streams with EOS.";
-
+/// What the command line asks for, as `run` takes it.
 #[derive(Default)]
 struct Args {
     command: Command,
@@ -71,7 +29,7 @@ struct Args {
     pipeline: Vec<String>,
 }
 
-#[derive(Default, PartialEq)]
+#[derive(Default, PartialEq, Debug)]
 enum Command {
     #[default]
     Demo,
@@ -82,91 +40,183 @@ enum Command {
     Pipeline,
 }
 
-fn parse_preset(name: &str) -> anyhow::Result<Preset> {
-    Preset::parse(name).with_context(|| {
+const AFTER_HELP: &str = "\
+Without arguments: starts a MoQ relay in this process on --listen (default
+127.0.0.1:4443; port 0 picks a free one), publishes a test pattern with audio
+through moqsink, plays it back through moqsrc and prints frames and latency
+once a second until Ctrl-C (or --duration seconds). --relay uses another relay.
+
+PRESET is one of the four gateways:
+  whip-to-moq   a WHIP publisher (OBS, a browser) feeds a MoQ broadcast
+  moq-to-whep   WHEP viewers (browsers) watch a MoQ broadcast
+  whep-to-moq   pull from a WHEP server into a MoQ broadcast
+  moq-to-whip   push a MoQ broadcast to a WHIP server
+--print prints its pipeline description, which runs unchanged under
+gst-launch-1.0 with the moq and rswebrtc plugins on GST_PLUGIN_PATH. Run by
+name, without --relay, it starts the embedded relay on --listen first.
+
+A PIPELINE-DESCRIPTION runs like gst-launch-1.0; Ctrl-C sends EOS, and a
+WebRTC peer that leaves ends its streams with EOS.";
+
+/// GStreamer with the moq and rswebrtc plugins built in: a demo, a MoQ
+/// relay, a WHIP/WHEP gateway, four gateway presets, or any pipeline.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "moq-gateway",
+    version,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// Address of the embedded relay (demo and presets)
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<SocketAddr>,
+    /// Use this MoQ relay instead of the embedded one (default of the
+    /// presets: http://127.0.0.1:4443/anon)
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// MoQ broadcast (demo: demo, presets: live)
+    #[arg(long, value_name = "NAME")]
+    broadcast: Option<String>,
+    /// Demo: stop after this many seconds
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Demo: picture size
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    size: Option<(u32, u32)>,
+    /// Print a preset's pipeline description instead of running it
+    #[arg(long, value_name = "PRESET", value_parser = parse_preset)]
+    print: Option<Preset>,
+    /// Presets: video codec, passed through: h264 (default), vp8, vp9, h265
+    #[arg(long, value_name = "CODEC", value_parser = parse_video)]
+    video: Option<Video>,
+    /// Presets: the WHIP/WHEP listener (http://HOST:PORT) of a server
+    /// preset, or the endpoint URL of a client preset
+    #[arg(long, value_name = "URL")]
+    webrtc: Option<String>,
+    /// Presets: STUN server for ICE (default none)
+    #[arg(long, value_name = "URL")]
+    stun: Option<String>,
+    /// A preset name, or a pipeline description run like gst-launch-1.0
+    #[arg(value_name = "PRESET | PIPELINE-DESCRIPTION", trailing_var_arg = true)]
+    pipeline: Vec<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Only the embedded relay (public path anon/) until Ctrl-C, for
+    /// gst-launch-1.0 pipelines with moqsink and moqsrc
+    Relay {
+        /// Relay address (default 127.0.0.1:4443)
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<SocketAddr>,
+    },
+    /// One HTTP listener for many WebRTC sessions: POST /whip/<broadcast>
+    /// publishes, POST /whep/<broadcast> watches (201 + Location; DELETE
+    /// ends it; GET / is a test page)
+    Serve {
+        /// HTTP address (default 127.0.0.1:8080)
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<SocketAddr>,
+        /// MoQ relay (default: the embedded relay on the listener's host,
+        /// port 4443)
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
+        /// STUN server for ICE (default none)
+        #[arg(long, value_name = "URL")]
+        stun: Option<String>,
+    },
+}
+
+fn parse_preset(name: &str) -> Result<Preset, String> {
+    Preset::parse(name).ok_or_else(|| {
         let names: Vec<_> = Preset::ALL.iter().map(|p| p.name()).collect();
         format!("unknown preset '{name}' (one of {})", names.join(", "))
     })
 }
 
-fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
-    let mut args = Args::default();
-    let mut it = argv.into_iter().peekable();
-    match it.peek().map(String::as_str) {
-        Some("relay") => args.command = Command::Relay,
-        Some("serve") => args.command = Command::Serve,
-        _ => {}
+fn parse_video(name: &str) -> Result<Video, String> {
+    Video::parse(name).ok_or_else(|| format!("takes h264, vp8, vp9 or h265, not '{name}'"))
+}
+
+fn parse_duration(secs: &str) -> Result<Duration, String> {
+    let secs: f64 = secs.parse().map_err(|_| "takes seconds".to_string())?;
+    Ok(Duration::from_secs_f64(secs.max(0.0)))
+}
+
+fn parse_size(size: &str) -> Result<(u32, u32), String> {
+    let (w, h) = size.split_once('x').ok_or("takes WIDTHxHEIGHT")?;
+    match (w.parse(), h.parse()) {
+        (Ok(w), Ok(h)) => Ok((w, h)),
+        _ => Err("takes WIDTHxHEIGHT, in pixels".into()),
     }
-    if args.command != Command::Demo {
-        it.next();
-    }
-    while let Some(arg) = it.next_if(|a| a.starts_with('-')) {
-        let mut value = |name: &str| {
-            it.next()
-                .with_context(|| format!("{name} needs a value\n\n{USAGE}"))
+}
+
+impl Cli {
+    /// What to run, checked beyond what clap checks.
+    fn into_args(self) -> Result<Args, String> {
+        let mut args = Args {
+            listen: self.listen,
+            relay: self.relay,
+            broadcast: self.broadcast,
+            duration: self.duration,
+            size: self.size,
+            print: self.print,
+            pipeline: self.pipeline,
+            ..Args::default()
         };
-        match arg.as_str() {
-            "--listen" => {
-                args.listen = Some(
-                    value("--listen")?
-                        .parse()
-                        .context("--listen takes HOST:PORT")?,
-                )
+        match self.command {
+            Some(Sub::Relay { listen }) => {
+                args.command = Command::Relay;
+                args.listen = listen;
+                return Ok(args);
             }
-            "--relay" => args.relay = Some(value("--relay")?),
-            "--broadcast" => args.broadcast = Some(value("--broadcast")?),
-            "--duration" => {
-                let secs: f64 = value("--duration")?
-                    .parse()
-                    .context("--duration takes seconds")?;
-                args.duration = Some(Duration::from_secs_f64(secs.max(0.0)));
+            Some(Sub::Serve {
+                listen,
+                relay,
+                stun,
+            }) => {
+                args.command = Command::Serve;
+                args.listen = listen;
+                args.relay = relay;
+                args.preset.stun = stun;
+                return Ok(args);
             }
-            "--size" => {
-                let size = value("--size")?;
-                let (w, h) = size.split_once('x').context("--size takes WIDTHxHEIGHT")?;
-                args.size = Some((
-                    w.parse().context("bad width")?,
-                    h.parse().context("bad height")?,
-                ));
-            }
-            "--print" => args.print = Some(parse_preset(&value("--print")?)?),
-            "--video" => {
-                let name = value("--video")?;
-                args.preset.video = Video::parse(&name).with_context(|| {
-                    format!("--video takes h264, vp8, vp9 or h265, not '{name}'")
-                })?;
-            }
-            "--webrtc" => args.preset.webrtc = Some(value("--webrtc")?),
-            "--stun" => args.preset.stun = Some(value("--stun")?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument '{other}'\n\n{USAGE}"),
+            None => {}
         }
-    }
-    args.pipeline = it.collect();
-    if let Some(relay) = &args.relay {
-        args.preset.relay = relay.clone();
-    }
-    if let Some(broadcast) = &args.broadcast {
-        args.preset.broadcast = broadcast.clone();
-    }
-    if args.print.is_some() {
-        if !args.pipeline.is_empty() || args.command != Command::Demo {
-            bail!("--print takes a preset name and preset options only\n\n{USAGE}");
+        if let Some(video) = self.video {
+            args.preset.video = video;
         }
-        args.command = Command::Print;
-    } else if !args.pipeline.is_empty() {
-        if matches!(args.command, Command::Relay | Command::Serve) {
-            bail!("unexpected '{}'\n\n{USAGE}", args.pipeline[0]);
+        args.preset.webrtc = self.webrtc;
+        args.preset.stun = self.stun;
+        if let Some(relay) = &args.relay {
+            args.preset.relay = relay.clone();
         }
-        args.command = match Preset::parse(&args.pipeline[0]) {
-            Some(preset) if args.pipeline.len() == 1 => Command::Preset(preset),
-            _ => Command::Pipeline,
-        };
+        if let Some(broadcast) = &args.broadcast {
+            args.preset.broadcast = broadcast.clone();
+        }
+        if args.print.is_some() {
+            if !args.pipeline.is_empty() {
+                return Err("--print takes a preset name and preset options only".into());
+            }
+            args.command = Command::Print;
+        } else if !args.pipeline.is_empty() {
+            args.command = match Preset::parse(&args.pipeline[0]) {
+                Some(preset) if args.pipeline.len() == 1 => Command::Preset(preset),
+                _ => Command::Pipeline,
+            };
+        }
+        Ok(args)
     }
-    Ok(args)
+}
+
+fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, clap::Error> {
+    use clap::{CommandFactory, Parser};
+    let cli = Cli::try_parse_from(std::iter::once("moq-gateway".to_string()).chain(argv))?;
+    cli.into_args()
+        .map_err(|msg| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg))
 }
 
 fn main() {
@@ -177,17 +227,32 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    let args = parse_args(std::env::args().skip(1))?;
+    // Help, version and usage errors print clap's way and exit with its codes.
+    let args = parse_args(std::env::args().skip(1)).unwrap_or_else(|err| err.exit());
     if args.command == Command::Print {
         let preset = args.print.expect("--print has a preset");
         println!("{}", presets::describe(preset, &args.preset));
         return Ok(());
     }
     moq_gateway::init()?;
+    let interrupted = watch_ctrl_c()?;
+    match args.command {
+        Command::Relay => run_relay(&args, &interrupted),
+        Command::Serve => run_serve(args, &interrupted),
+        Command::Pipeline => {
+            let pipeline = launch::build(&args.pipeline)?;
+            launch::run(&pipeline, &interrupted)
+        }
+        Command::Preset(preset) => run_preset(preset, &args, &interrupted),
+        Command::Demo | Command::Print => run_demo(args, interrupted),
+    }
+}
 
+/// A flag set by Ctrl-C, which asks for a clean end (EOS) instead of
+/// killing the process.
+fn watch_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
-    // Ctrl-C asks for a clean end (EOS) instead of killing the process.
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -203,91 +268,84 @@ fn run() -> anyhow::Result<()> {
                 }
             });
         })?;
+    Ok(interrupted)
+}
 
-    let listen = match args.listen {
-        Some(listen) => listen,
-        None => "127.0.0.1:4443".parse()?,
-    };
-    match args.command {
-        Command::Relay => {
+/// Where the embedded relay listens unless told: 127.0.0.1:4443.
+fn relay_listen(args: &Args) -> SocketAddr {
+    args.listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4443)))
+}
+
+/// `--relay`, or the embedded relay started on `listen` (kept running as
+/// long as the returned handle lives).
+fn relay_or_embedded(
+    relay: Option<String>,
+    listen: SocketAddr,
+) -> anyhow::Result<(Option<relay::EmbeddedRelay>, String)> {
+    Ok(match relay {
+        Some(url) => (None, url),
+        None => {
             let relay = relay::EmbeddedRelay::start(listen)?;
-            println!(
-                "MoQ relay on {} (self-signed certificate): {} pins it, or https://{}/anon with \
-                 tls-disable-verify=true; Ctrl-C stops",
-                relay.addr(),
-                relay.url(),
-                relay.addr(),
-            );
-            while !interrupted.load(Ordering::SeqCst) {
-                std::thread::park_timeout(Duration::from_millis(200));
-            }
-            Ok(())
+            let url = relay.url();
+            eprintln!("embedded MoQ relay on {} ({url})", relay.addr());
+            (Some(relay), url)
         }
-        Command::Serve => {
-            let listen = match args.listen {
-                Some(listen) => listen,
-                None => "127.0.0.1:8080".parse()?,
-            };
-            let (_relay, relay_url) = match args.relay {
-                Some(url) => (None, url),
-                None => {
-                    let relay = relay::EmbeddedRelay::start(SocketAddr::new(listen.ip(), 4443))?;
-                    let url = relay.url();
-                    println!("embedded MoQ relay on {} ({url})", relay.addr());
-                    (Some(relay), url)
-                }
-            };
-            serve::run(
-                serve::Options {
-                    stun: args.preset.stun.clone(),
-                    ..serve::Options::new(listen, relay_url)
-                },
-                &interrupted,
-            )
-        }
-        Command::Pipeline => {
-            let pipeline = launch::build(&args.pipeline)?;
-            launch::run(&pipeline, &interrupted)
-        }
-        Command::Preset(preset) => {
-            let mut opts = args.preset.clone();
-            let _relay = match args.relay {
-                Some(_) => None,
-                None => {
-                    let relay = relay::EmbeddedRelay::start(listen)?;
-                    opts.relay = relay.url();
-                    eprintln!("embedded MoQ relay on {} ({})", relay.addr(), opts.relay);
-                    Some(relay)
-                }
-            };
-            let description = presets::describe(preset, &opts);
-            eprintln!("{}: {}\n{description}", preset.name(), preset.summary());
-            let pipeline = launch::build_from_str(&description)?;
-            launch::run(&pipeline, &interrupted)
-        }
-        Command::Demo | Command::Print => {
-            let (_relay, url) = match args.relay {
-                Some(url) => (None, url),
-                None => {
-                    let relay = relay::EmbeddedRelay::start(listen)?;
-                    let url = relay.url();
-                    println!("embedded MoQ relay on {} ({url})", relay.addr());
-                    (Some(relay), url)
-                }
-            };
-            let (width, height) = args.size.unwrap_or((1280, 720));
-            demo::run(
-                demo::Options {
-                    url,
-                    broadcast: args.broadcast.unwrap_or_else(|| "demo".into()),
-                    width,
-                    height,
-                    duration: args.duration,
-                },
-                interrupted,
-            )
-        }
+    })
+}
+
+fn run_relay(args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
+    let relay = relay::EmbeddedRelay::start(relay_listen(args))?;
+    println!(
+        "MoQ relay on {} (self-signed certificate): {} pins it, or https://{}/anon with \
+         tls-disable-verify=true; Ctrl-C stops",
+        relay.addr(),
+        relay.url(),
+        relay.addr(),
+    );
+    while !interrupted.load(Ordering::SeqCst) {
+        std::thread::park_timeout(Duration::from_millis(200));
     }
+    Ok(())
+}
+
+fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let (_relay, relay_url) = relay_or_embedded(args.relay, SocketAddr::new(listen.ip(), 4443))?;
+    serve::run(
+        serve::Options {
+            stun: args.preset.stun.clone(),
+            ..serve::Options::new(listen, relay_url)
+        },
+        interrupted,
+    )
+}
+
+fn run_preset(preset: Preset, args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
+    let mut opts = args.preset.clone();
+    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(args))?;
+    opts.relay = url;
+    let description = presets::describe(preset, &opts);
+    eprintln!("{}: {}\n{description}", preset.name(), preset.summary());
+    let pipeline = launch::build_from_str(&description)?;
+    launch::run(&pipeline, interrupted)
+}
+
+fn run_demo(args: Args, interrupted: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(&args))?;
+    let (width, height) = args.size.unwrap_or((1280, 720));
+    demo::run(
+        demo::Options {
+            url,
+            broadcast: args.broadcast.unwrap_or_else(|| "demo".into()),
+            width,
+            height,
+            duration: args.duration,
+        },
+        interrupted,
+    )
 }
 
 #[cfg(test)]
@@ -323,8 +381,27 @@ mod tests {
                 .unwrap_or_default()
         };
         assert!(err("--print nowhere").contains("unknown preset 'nowhere'"));
-        assert!(err("--video theora").contains("--video takes"));
+        assert!(err("--video theora").contains("takes h264, vp8"));
         assert!(err("--print whip-to-moq fakesink").contains("--print takes"));
-        assert!(err("--bogus").contains("unknown argument '--bogus'"));
+        assert!(err("--bogus").contains("--bogus"));
+        assert!(err("--size 12").contains("WIDTHxHEIGHT"));
+        assert!(err("--listen nowhere").contains("--listen"));
+        // Subcommands take their own options only.
+        assert!(err("relay --broadcast x").contains("--broadcast"));
+    }
+
+    #[test]
+    fn help_names_every_command() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for word in [
+            "relay",
+            "serve",
+            "--print",
+            "whip-to-moq",
+            "PIPELINE-DESCRIPTION",
+        ] {
+            assert!(help.contains(word), "{word} missing from\n{help}");
+        }
     }
 }
