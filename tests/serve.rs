@@ -55,17 +55,6 @@ fn whep_viewer(server: &Server, broadcast: &str) -> (Running, Counts) {
     (viewer, counts)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < timeout,
-            "{what} did not happen within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A browser-like round trip: publish over WHIP, a MoQ subscriber and a
 /// WHEP viewer (H.264, which whepclientsrc cannot take from a plain
 /// whepserversink) both decode it; the publisher leaving ends the broadcast.
@@ -77,6 +66,7 @@ fn publish_and_watch(video: Video) {
     let (subscriber, moq_counts) = moq_subscriber(&broadcast);
     wait_for_frames(&moq_counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
 
+    let asked = server.keyframe_requests();
     let joined = Instant::now();
     let (viewer, whep_counts) = whep_viewer(&server, &broadcast);
     wait_for_frames(
@@ -101,6 +91,12 @@ fn publish_and_watch(video: Video) {
         sessions,
         [("whep", broadcast.clone()), ("whip", broadcast.clone())]
     );
+    // The new viewer asked the WHIP publisher for a keyframe (through
+    // moqsink's pad, upstream to whipserversrc), which took the request.
+    assert!(
+        server.keyframe_requests() > asked,
+        "no keyframe request reached the publisher for the new viewer"
+    );
 
     // A second publisher for the same broadcast is refused.
     let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
@@ -110,10 +106,10 @@ fn publish_and_watch(video: Video) {
     // The publisher leaves (whipclientsink DELETEs its session): the
     // broadcast ends cleanly for the MoQ subscriber.
     drop(publisher);
-    wait_until("EOS at the MoQ subscriber", Duration::from_secs(10), || {
+    wait::until("EOS at the MoQ subscriber", Duration::from_secs(10), || {
         subscriber.ended()
     });
-    wait_until("the ingest session to end", Duration::from_secs(10), || {
+    wait::until("the ingest session to end", Duration::from_secs(10), || {
         !server.sessions().iter().any(|(kind, _)| *kind == "whip")
     });
     subscriber.check();
@@ -138,7 +134,7 @@ fn whep_viewer_before_the_broadcast() {
     let broadcast = unique("early");
     let (viewer, counts) = whep_viewer(&server, &broadcast);
     // The viewer's offer is in: its session waits for the broadcast.
-    wait_until("the viewer's session", TIMEOUT, || {
+    wait::until("the viewer's session", TIMEOUT, || {
         server.sessions().iter().any(|(_, b)| *b == broadcast)
     });
     let publisher = moq_publisher(&broadcast, Video::H264);
@@ -191,7 +187,7 @@ fn http_answers_and_refusals() {
     let (status, _, body) = http(addr, "POST", "/whep/nobody-here", offer);
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("nobody-here"), "{body}");
-    wait_until("the session to go", Duration::from_secs(5), || {
+    wait::until("the session to go", Duration::from_secs(5), || {
         server.sessions().is_empty()
     });
 }
@@ -276,7 +272,7 @@ fn a_crowd_of_whep_viewers_all_play() {
         assert_eq!(watching, VIEWERS, "playing viewers were ended");
         assert_eq!(server.never_connected(), 0);
         drop(viewers);
-        wait_until("the viewers' sessions to end", TIMEOUT, || {
+        wait::until("the viewers' sessions to end", TIMEOUT, || {
             !server.sessions().iter().any(|(kind, _)| *kind == "whep")
         });
     }
@@ -346,7 +342,7 @@ fn a_viewer_that_never_connects_is_ended() {
     assert!(header(&headers, "location").is_some());
     assert_eq!(body.matches("\r\nm=").count(), 2, "{body}");
     let answered = Instant::now();
-    wait_until("the dead viewer's session to end", TIMEOUT, || {
+    wait::until("the dead viewer's session to end", TIMEOUT, || {
         !server.sessions().iter().any(|(kind, _)| *kind == "whep")
     });
     eprintln!(
@@ -373,7 +369,7 @@ fn whep_without_a_relay_is_a_503() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains(&relay), "{body}");
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
-    wait_until("the session to go", Duration::from_secs(5), || {
+    wait::until("the session to go", Duration::from_secs(5), || {
         server.sessions().is_empty()
     });
 }

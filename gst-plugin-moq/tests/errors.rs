@@ -478,9 +478,12 @@ fn hostile_frames_are_warnings() {
     ));
     let pts = record(&p, "jumpy", |b| b.pts());
     p.set_state(gst::State::Playing).unwrap();
-    let warnings = watch_bus(&p, Duration::from_secs(10), |w| {
-        pts.lock().unwrap().len() >= 6 && w.len() >= 3
-    });
+    let warnings = watch_bus(
+        &p,
+        Duration::from_secs(10),
+        "six frames and three warnings",
+        |w| pts.lock().unwrap().len() >= 6 && w.len() >= 3,
+    );
     p.set_state(gst::State::Null).unwrap();
     eprintln!("warnings: {warnings:#?}");
     let pts = pts.lock().unwrap().clone();
@@ -622,7 +625,12 @@ fn track_ending_mid_group() {
     let ended = || cut_eos.load(std::sync::atomic::Ordering::SeqCst);
     let load = |n: &std::sync::Mutex<Vec<()>>| n.lock().unwrap().len();
     p.set_state(gst::State::Playing).unwrap();
-    watch_bus(&p, Duration::from_secs(10), |_| ended() && load(&good) >= 5);
+    watch_bus(
+        &p,
+        Duration::from_secs(10),
+        "the cut track ended and the good one played on",
+        |_| ended() && load(&good) >= 5,
+    );
     p.set_state(gst::State::Null).unwrap();
     eprintln!(
         "cut track: {} frames, EOS {}; good track: {} frames",
@@ -665,7 +673,7 @@ fn oversized_frame_passes_through() {
     ));
     let sizes = record(&p, "out", |b| Some(b.size()));
     p.set_state(gst::State::Playing).unwrap();
-    watch_bus(&p, Duration::from_secs(15), |_| {
+    watch_bus(&p, Duration::from_secs(15), "four frames", |_| {
         sizes.lock().unwrap().len() >= 4
     });
     p.set_state(gst::State::Null).unwrap();

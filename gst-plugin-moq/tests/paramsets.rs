@@ -132,17 +132,22 @@ fn parameter_sets_sent_once_reach_late_joiners() {
     publ.pipeline.set_state(gst::State::Playing).unwrap();
     // Several groups later (a keyframe every half second).
     let sink = by_factory(&publ.pipeline, "moqsink");
-    let warnings = watch_bus(&publ.pipeline, Duration::from_secs(20), |_| {
-        sink.property::<gst::Structure>("stats")
-            .get::<u64>("groups")
-            .unwrap_or(0)
-            >= 4
-    });
+    let warnings = watch_bus(
+        &publ.pipeline,
+        Duration::from_secs(20),
+        "four published groups",
+        |_| {
+            sink.property::<gst::Structure>("stats")
+                .get::<u64>("groups")
+                .unwrap_or(0)
+                >= 4
+        },
+    );
     assert!(warnings.is_empty(), "{warnings:#?}");
     let (sub, decoded) = decoder(&broadcast);
     sub.set_state(gst::State::Playing).unwrap();
     let start = Instant::now();
-    watch_bus(&sub, Duration::from_secs(15), |_| {
+    watch_bus(&sub, Duration::from_secs(15), "30 decoded frames", |_| {
         decoded.load(Ordering::SeqCst) >= 30
     });
     assert!(
@@ -170,9 +175,12 @@ fn no_parameter_sets_is_a_warning() {
     publ.pipeline.set_state(gst::State::Playing).unwrap();
     // Requests go out once a second: three take two seconds, in which
     // more keyframes without parameter sets came.
-    let warnings = watch_bus(&publ.pipeline, Duration::from_secs(10), |w| {
-        !w.is_empty() && publ.requests.load(Ordering::SeqCst) >= 3
-    });
+    let warnings = watch_bus(
+        &publ.pipeline,
+        Duration::from_secs(10),
+        "a warning and three keyframe requests",
+        |w| !w.is_empty() && publ.requests.load(Ordering::SeqCst) >= 3,
+    );
     let sink = by_factory(&publ.pipeline, "moqsink");
     let stats = sink.property::<gst::Structure>("stats");
     eprintln!(

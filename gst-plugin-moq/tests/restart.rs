@@ -183,7 +183,12 @@ fn moqsrc_survives_a_publisher_restart() {
     wait_frames(&sub, &count, 10, Duration::from_secs(20));
     first.set_state(gst::State::Null).unwrap();
     // The subscriber sees the broadcast lost (a WARNING) before it is back.
-    let warnings = watch_bus(&sub, Duration::from_secs(10), |w| !w.is_empty());
+    let warnings = watch_bus(
+        &sub,
+        Duration::from_secs(10),
+        "a warning about the lost relay",
+        |w| !w.is_empty(),
+    );
     eprintln!("the subscriber said: {warnings:?}");
     let before = count.load(Ordering::Relaxed);
     let restarted = Instant::now();
@@ -214,7 +219,7 @@ fn reconnect_off_makes_a_lost_relay_an_error() {
     .unwrap();
     sub.set_state(gst::State::Playing).unwrap();
     let src = sub.by_name("src").unwrap();
-    watch_bus(&sub, Duration::from_secs(10), |_| {
+    watch_bus(&sub, Duration::from_secs(10), "connected again", |_| {
         status(&src) == "connected"
     });
     assert_eq!(status(&src), "connected");

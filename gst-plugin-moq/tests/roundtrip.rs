@@ -381,12 +381,17 @@ fn late_joiner_plays_at_the_live_edge() {
     publ.set_state(gst::State::Playing).unwrap();
     // Two seconds into the group: 60 frames published.
     let sink = by_factory(&publ, "moqsink");
-    watch_bus(&publ, Duration::from_secs(20), |_| {
-        sink.property::<gst::Structure>("stats")
-            .get::<u64>("frames")
-            .unwrap_or(0)
-            >= 60
-    });
+    watch_bus(
+        &publ,
+        Duration::from_secs(20),
+        "60 published frames",
+        |_| {
+            sink.property::<gst::Structure>("stats")
+                .get::<u64>("frames")
+                .unwrap_or(0)
+                >= 60
+        },
+    );
     let sub = pipeline(&format!(
         "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true ! fakesink name=out sync=false",
         RELAY.url()
@@ -397,7 +402,7 @@ fn late_joiner_plays_at_the_live_edge() {
         Some((b.pts()?, clock_of.upgrade()?.current_running_time()?))
     });
     sub.set_state(gst::State::Playing).unwrap();
-    watch_bus(&sub, Duration::from_secs(20), |_| {
+    watch_bus(&sub, Duration::from_secs(20), "120 frames", |_| {
         seen.lock().unwrap().len() >= 120
     });
     assert!(seen.lock().unwrap().len() >= 120, "too few frames");

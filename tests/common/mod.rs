@@ -6,6 +6,9 @@
 #![allow(dead_code)]
 
 pub mod browser;
+/// The plugin tests' wait helper, one copy for both test suites.
+#[path = "../../gst-plugin-moq/tests/common/wait.rs"]
+pub mod wait;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};

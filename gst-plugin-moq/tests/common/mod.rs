@@ -7,6 +7,7 @@
 
 pub mod proxy;
 pub mod relay;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -131,17 +132,24 @@ pub fn no_error(pipeline: &gst::Pipeline, who: &str) -> Vec<String> {
     warnings
 }
 
-/// Reads `pipeline`'s bus until `done(warnings so far)` holds or `timeout`
-/// has passed, panicking on an ERROR; returns the WARNING texts seen.
+/// Reads `pipeline`'s bus until `done(warnings so far)` holds, panicking on
+/// an ERROR, or naming `what` once `timeout` has passed; returns the WARNING
+/// texts seen.
 pub fn watch_bus(
     pipeline: &gst::Pipeline,
     timeout: Duration,
+    what: &str,
     mut done: impl FnMut(&[String]) -> bool,
 ) -> Vec<String> {
     let bus = pipeline.bus().unwrap();
     let deadline = Instant::now() + timeout;
     let mut warnings = Vec::new();
-    while !done(&warnings) && Instant::now() < deadline {
+    while !done(&warnings) {
+        assert!(
+            Instant::now() < deadline,
+            "{}: {what} not within {timeout:?} (warnings: {warnings:?})",
+            pipeline.name()
+        );
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(20)) {
             collect(&msg, &pipeline.name(), &mut warnings);
         }
