@@ -150,64 +150,22 @@ pub fn egress(sink: &gst::Element, broadcast: &str) {
     sink.connect("consumer-pipeline-created", false, move |args| {
         let pipeline = args.get(2)?.get::<gst::Pipeline>().ok()?;
         let broadcast = broadcast.clone();
-        // The payloader is the pipeline's own child (element-added), nicesink
-        // is inside webrtcbin (deep-element-added).
         let watch = Arc::new(move |element: &gst::Element| {
             let Some(factory) = element.factory() else {
                 return;
             };
             if factory.name() == "nicesink" {
-                let Some(pad) = element.static_pad("sink") else {
-                    return;
-                };
-                let probe = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
-                pad.add_probe(probe, |_, info| {
-                    let now = Instant::now();
-                    each_buffer(info, |buffer| {
-                        let id = buffer.map_readable().ok().and_then(|m| rtp_id(&m));
-                        let frame = id.and_then(|id| {
-                            PAYLOADED
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(&id)
-                        });
-                        if let Some((broadcast, ts)) = frame {
-                            stamp_at(&broadcast, ts, Stage::Wire, now);
-                        }
-                    });
-                    gst::PadProbeReturn::Ok
-                });
+                if let Some(pad) = element.static_pad("sink") {
+                    probe_wire(&pad);
+                }
             } else if factory.klass().contains("Payloader")
                 && let Some(pad) = element.static_pad("src")
             {
-                let broadcast = broadcast.clone();
-                let probe = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
-                pad.add_probe(probe, move |pad, info| {
-                    let now = Instant::now();
-                    let video = pad.current_caps().is_some_and(|caps| {
-                        caps.structure(0)
-                            .is_some_and(|s| s.get::<&str>("media") == Ok("video"))
-                    });
-                    if !video {
-                        return gst::PadProbeReturn::Ok;
-                    }
-                    each_buffer(info, |buffer| {
-                        let Some(ts) = moq_timestamp(buffer) else {
-                            return;
-                        };
-                        if let Some(id) = buffer.map_readable().ok().and_then(|m| rtp_id(&m)) {
-                            let mut payloaded = PAYLOADED.lock().unwrap_or_else(|e| e.into_inner());
-                            if payloaded.len() > 50_000 {
-                                payloaded.clear();
-                            }
-                            payloaded.insert(id, (broadcast.clone(), ts));
-                        }
-                        stamp_at(&broadcast, ts, Stage::Pay, now);
-                    });
-                    gst::PadProbeReturn::Ok
-                });
+                probe_payloader(&pad, broadcast.clone());
             }
         });
+        // The payloader is the pipeline's own child (element-added), nicesink
+        // is inside webrtcbin (deep-element-added).
         let own = watch.clone();
         pipeline.connect_element_added(move |_, element| own(element));
         pipeline.connect_deep_element_added(move |pipeline, bin, element| {
@@ -216,6 +174,57 @@ pub fn egress(sink: &gst::Element, broadcast: &str) {
             }
         });
         None
+    });
+}
+
+/// Stamps `Pay` for the video frames leaving a viewer's payloader and
+/// remembers which frame each RTP packet carries.
+fn probe_payloader(pad: &gst::Pad, broadcast: String) {
+    let probe = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+    pad.add_probe(probe, move |pad, info| {
+        let now = Instant::now();
+        let video = pad.current_caps().is_some_and(|caps| {
+            caps.structure(0)
+                .is_some_and(|s| s.get::<&str>("media") == Ok("video"))
+        });
+        if !video {
+            return gst::PadProbeReturn::Ok;
+        }
+        each_buffer(info, |buffer| {
+            let Some(ts) = moq_timestamp(buffer) else {
+                return;
+            };
+            if let Some(id) = buffer.map_readable().ok().and_then(|m| rtp_id(&m)) {
+                let mut payloaded = PAYLOADED.lock().unwrap_or_else(|e| e.into_inner());
+                if payloaded.len() > 50_000 {
+                    payloaded.clear();
+                }
+                payloaded.insert(id, (broadcast.clone(), ts));
+            }
+            stamp_at(&broadcast, ts, Stage::Pay, now);
+        });
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Stamps `Wire` for the payloaded packets reaching a viewer's nicesink.
+fn probe_wire(pad: &gst::Pad) {
+    let probe = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+    pad.add_probe(probe, |_, info| {
+        let now = Instant::now();
+        each_buffer(info, |buffer| {
+            let id = buffer.map_readable().ok().and_then(|m| rtp_id(&m));
+            let frame = id.and_then(|id| {
+                PAYLOADED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id)
+            });
+            if let Some((broadcast, ts)) = frame {
+                stamp_at(&broadcast, ts, Stage::Wire, now);
+            }
+        });
+        gst::PadProbeReturn::Ok
     });
 }
 
