@@ -311,6 +311,8 @@ fn cli_gateway(binary: &Path, relay: &str, broadcast: &str) -> Gateway {
 #[derive(Default)]
 struct Round {
     ages: Vec<f64>,
+    /// The same frames' ages when their last packet reached the viewer.
+    received: Vec<f64>,
     live_at_3s: Option<f64>,
     live_at_20s: Option<f64>,
     publisher: String,
@@ -369,11 +371,28 @@ fn measure(gateway: &Gateway, pages: SocketAddr, steady: Duration) -> Round {
         eprintln!("  viewer joining at {when}: {}", timeline.join("; "));
     }
     drop(late);
-    round.ages = early
+    if let Ok(dir) = std::env::var("GLASS_LOGS") {
+        // What the pages printed, for a closer look at single frames.
+        static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for (proc, who) in [(&early, "viewer"), (&publisher, "publisher")] {
+            let text: String = proc.lines().into_iter().map(|(_, l)| l + "\n").collect();
+            let _ = std::fs::write(format!("{dir}/{who}-{n}.txt"), text);
+        }
+    }
+    let steady_lines: Vec<String> = early
         .lines()
-        .iter()
+        .into_iter()
         .filter(|(t, _)| *t >= from && *t <= until)
-        .filter_map(|(_, l)| value_after(l, "age"))
+        .map(|(_, l)| l)
+        .collect();
+    round.ages = steady_lines
+        .iter()
+        .filter_map(|l| value_after(l, "age"))
+        .collect();
+    round.received = steady_lines
+        .iter()
+        .filter_map(|l| value_after(l, "received"))
         .collect();
     let last = |proc: &Proc, prefix: &str| {
         proc.lines()
@@ -513,6 +532,20 @@ fn main() {
             joins(|r| r.live_at_3s),
             joins(|r| r.live_at_20s),
         );
+        let mut received: Vec<f64> = rounds
+            .iter()
+            .flat_map(|r| r.received.iter().copied())
+            .collect();
+        received.sort_by(f64::total_cmp);
+        if !received.is_empty() {
+            println!(
+                "  of which before the viewer had the frame (age at its last packet): p50 {:.1} \
+                 ms, p90 {:.1} ms, p99 {:.1} ms",
+                percentile(&received, 0.5),
+                percentile(&received, 0.9),
+                percentile(&received, 0.99),
+            );
+        }
         for r in rounds {
             println!("  publisher: {}", r.publisher);
             println!("  viewer:    {}", r.viewer);

@@ -40,8 +40,17 @@ fn finish(element: gst::Element) -> anyhow::Result<gst::Pipeline> {
             pipeline
         }
     };
+    let mut publishes_to_moq = false;
     for element in pipeline.iterate_recurse().into_iter().flatten() {
         end_stream_with_session(&element);
+        publishes_to_moq |= element.factory().is_some_and(|f| f.name() == "moqsink");
+    }
+    crate::webrtcbin::without_upnp(pipeline.upcast_ref());
+    if publishes_to_moq {
+        // What WebRTC elements receive here becomes MoQ frames, timed by
+        // the sender; a pipeline that plays WebRTC locally keeps rtpbin's
+        // default, which follows the local clock.
+        crate::webrtcbin::with_sender_timestamps(pipeline.upcast_ref());
     }
     Ok(pipeline)
 }

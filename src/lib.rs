@@ -13,6 +13,7 @@ pub mod relay;
 pub mod sdp;
 pub mod serve;
 pub mod trace;
+pub mod webrtcbin;
 
 /// Initializes GStreamer and registers the plugins built into the
 /// gateway: `moq` and gst-plugins-rs's `rswebrtc`.

@@ -393,9 +393,8 @@ impl Gateway {
                 }
             );
             if kind == Kind::Egress {
-                // A new viewer starts on a fresh keyframe, not the next
-                // natural one.
-                self.request_keyframe(&broadcast);
+                // The keyframe it starts on is asked for once it is
+                // connected (build_egress).
                 self.end_if_never_connected(&session);
             }
         }
@@ -469,6 +468,8 @@ impl Gateway {
     ) -> anyhow::Result<Arc<Session>> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whip-{id}"));
+        crate::webrtcbin::without_upnp(pipeline.upcast_ref());
+        crate::webrtcbin::with_sender_timestamps(pipeline.upcast_ref());
         crate::trace::arrivals(&pipeline);
         let video_codecs: Vec<&str> = video.map(Video::webrtc_name).into_iter().collect();
         let src = gst::ElementFactory::make("whipserversrc")
@@ -622,6 +623,7 @@ impl Gateway {
     fn build_egress(self: &Arc<Self>, broadcast: &str) -> anyhow::Result<(Arc<Session>, Ready)> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
+        crate::webrtcbin::without_upnp(pipeline.upcast_ref());
         let src = gst::ElementFactory::make("moqsrc")
             .name("moq")
             .property("url", &self.opts.relay)
@@ -651,11 +653,17 @@ impl Gateway {
         let pipeline_weak = pipeline.downgrade();
         let name = broadcast.to_owned();
         let sink_for_pads = sink.clone();
+        let connected = session.connected.clone();
         src.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
             };
-            if let Err(err) = link_egress(&pipeline, pad, &sink_for_pads, gateway.clone(), &name) {
+            let keyframes = Keyframes {
+                gateway: gateway.clone(),
+                broadcast: name.clone(),
+                connected: connected.clone(),
+            };
+            if let Err(err) = link_egress(&pipeline, pad, &sink_for_pads, keyframes) {
                 eprintln!("egress of {name}: cannot carry {}: {err:#}", pad.name());
             }
         });
@@ -687,17 +695,24 @@ impl Gateway {
             // server: disabled here (host-addr ""), this server routes.
             Some(false.to_value())
         });
-        // Whether the viewer's connection comes up.
+        // Whether the viewer's connection comes up. When it does, its first
+        // picture must be a keyframe, and the one asked for with the offer
+        // went by before the viewer could take it: ask again (the publisher's
+        // next keyframe may be seconds away).
         let connected = session.connected.clone();
+        let (gateway, name) = (Arc::downgrade(self), broadcast.to_owned());
         sink.connect("consumer-added", false, move |args| {
             let webrtcbin = args.get(2).and_then(|v| v.get::<gst::Element>().ok())?;
-            let connected = connected.clone();
+            let (connected, gateway, name) = (connected.clone(), gateway.clone(), name.clone());
             webrtcbin.connect_notify(Some("connection-state"), move |webrtcbin, _| {
                 let state = webrtcbin.property_value("connection-state");
                 let up = glib::EnumValue::from_value(&state)
                     .is_some_and(|(_, v)| v.nick() == "connected");
-                if up {
-                    connected.store(true, Ordering::SeqCst);
+                if up
+                    && !connected.swap(true, Ordering::SeqCst)
+                    && let Some(gateway) = gateway.upgrade()
+                {
+                    gateway.request_keyframe(&name);
                 }
             });
             None
@@ -994,6 +1009,14 @@ fn link_ingest(
     Ok(())
 }
 
+/// Where a viewer's keyframe requests go: to the broadcast's WHIP publisher,
+/// once the viewer's connection is up.
+struct Keyframes {
+    gateway: Weak<Gateway>,
+    broadcast: String,
+    connected: Arc<AtomicBool>,
+}
+
 /// moqsrc pad -> queue -> whepserversink; audio that is not Opus is decoded
 /// so whepserversink encodes it to Opus. Keyframe requests from the viewer
 /// go on to the publisher.
@@ -1001,9 +1024,9 @@ fn link_egress(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
     sink: &gst::Element,
-    gateway: Weak<Gateway>,
-    broadcast: &str,
+    keyframes: Keyframes,
 ) -> anyhow::Result<()> {
+    let broadcast = keyframes.broadcast.as_str();
     let is_video = pad.name().starts_with("video");
     let queue = gst::ElementFactory::make("queue").build()?;
     pipeline.add(&queue)?;
@@ -1027,13 +1050,18 @@ fn link_egress(
         shape.sync_state_with_parent()?;
         crate::trace::probe(pad, broadcast, crate::trace::Stage::MoqSrc);
         crate::trace::probe(&target, broadcast, crate::trace::Stage::WhepSink);
-        let name = broadcast.to_owned();
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            // whepserversink asks as its consumer starts, before the viewer
+            // can take a frame; the request made when the viewer connects
+            // covers that. A request that went out first would make the
+            // useful one wait: the publisher's RTCP allows one early
+            // feedback packet per regular report interval.
             if let Some(event) = info.event()
                 && gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok()
-                && let Some(gateway) = gateway.upgrade()
+                && keyframes.connected.load(Ordering::SeqCst)
+                && let Some(gateway) = keyframes.gateway.upgrade()
             {
-                gateway.request_keyframe(&name);
+                gateway.request_keyframe(&keyframes.broadcast);
             }
             gst::PadProbeReturn::Ok
         });

@@ -65,6 +65,7 @@ fn moq_to_whep(video: Video) {
         video,
         format!("http://127.0.0.1:{port}"),
     );
+    listening("the gateway's WHEP server", port);
     let viewer = Running::start(
         "whep viewer",
         &format!(
@@ -94,6 +95,7 @@ fn whep_to_moq(video: Video) {
             caps = webrtc_caps(video),
         ),
     );
+    listening("the WHEP server", port);
     let gateway = gateway(
         Preset::WhepToMoq,
         &broadcast,
@@ -118,6 +120,7 @@ fn moq_to_whip(video: Video) {
         ),
     );
     let counts = count(&server.pipeline);
+    listening("the WHIP server", port);
     let publisher = moq_publisher(&broadcast, video);
     let gateway = gateway(
         Preset::MoqToWhip,
@@ -161,6 +164,7 @@ fn moq_to_whep_aac_becomes_opus() {
         Video::Vp8,
         format!("http://127.0.0.1:{port}"),
     );
+    listening("the gateway's WHEP server", port);
     let viewer = Running::start(
         "whep viewer",
         &format!(

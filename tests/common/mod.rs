@@ -33,6 +33,16 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Waits until something accepts TCP connections on `port` of 127.0.0.1.
+/// whepserversink and whipserversrc open their HTTP listener only once
+/// their pipeline is running, after a peer on loopback may already have
+/// gathered its candidates and sent its request.
+pub fn listening(what: &str, port: u16) {
+    wait::until(what, Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
