@@ -649,20 +649,20 @@ impl Gateway {
             connected: Arc::default(),
             ending: AtomicBool::new(false),
         });
-        let gateway = Arc::downgrade(self);
         let pipeline_weak = pipeline.downgrade();
         let name = broadcast.to_owned();
         let sink_for_pads = sink.clone();
-        let connected = session.connected.clone();
+        let keyframes = Arc::new(Keyframes {
+            gateway: Arc::downgrade(self),
+            broadcast: name.clone(),
+            connected: session.connected.clone(),
+        });
+        let keyframes_for_pads = keyframes.clone();
         src.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
             };
-            let keyframes = Keyframes {
-                gateway: gateway.clone(),
-                broadcast: name.clone(),
-                connected: connected.clone(),
-            };
+            let keyframes = keyframes_for_pads.clone();
             if let Err(err) = link_egress(&pipeline, pad, &sink_for_pads, keyframes) {
                 eprintln!("egress of {name}: cannot carry {}: {err:#}", pad.name());
             }
@@ -695,24 +695,15 @@ impl Gateway {
             // server: disabled here (host-addr ""), this server routes.
             Some(false.to_value())
         });
-        // Whether the viewer's connection comes up. When it does, its first
-        // picture must be a keyframe, and the one asked for with the offer
-        // went by before the viewer could take it: ask again (the publisher's
-        // next keyframe may be seconds away).
-        let connected = session.connected.clone();
-        let (gateway, name) = (Arc::downgrade(self), broadcast.to_owned());
+        // Whether the viewer's connection comes up.
         sink.connect("consumer-added", false, move |args| {
             let webrtcbin = args.get(2).and_then(|v| v.get::<gst::Element>().ok())?;
-            let (connected, gateway, name) = (connected.clone(), gateway.clone(), name.clone());
+            let keyframes = keyframes.clone();
             webrtcbin.connect_notify(Some("connection-state"), move |webrtcbin, _| {
                 let state = webrtcbin.property_value("connection-state");
-                let up = glib::EnumValue::from_value(&state)
-                    .is_some_and(|(_, v)| v.nick() == "connected");
-                if up
-                    && !connected.swap(true, Ordering::SeqCst)
-                    && let Some(gateway) = gateway.upgrade()
+                if glib::EnumValue::from_value(&state).is_some_and(|(_, v)| v.nick() == "connected")
                 {
-                    gateway.request_keyframe(&name);
+                    keyframes.viewer_connected();
                 }
             });
             None
@@ -1014,7 +1005,35 @@ fn link_ingest(
 struct Keyframes {
     gateway: Weak<Gateway>,
     broadcast: String,
+    /// The session's: also read by the never-connected watchdog.
     connected: Arc<AtomicBool>,
+}
+
+impl Keyframes {
+    /// The viewer's connection is up: its first picture must be a
+    /// keyframe, and the publisher's next one may be seconds away.
+    fn viewer_connected(&self) {
+        if !self.connected.swap(true, Ordering::SeqCst) {
+            self.request();
+        }
+    }
+
+    /// whepserversink asked (the viewer's PLI/FIR, or its consumer
+    /// starting). Before the viewer is connected the request is dropped:
+    /// the one made on connecting covers it, and one that went out first
+    /// would make that one wait, as the publisher's RTCP allows one early
+    /// feedback packet per regular report interval.
+    fn viewer_asked(&self) {
+        if self.connected.load(Ordering::SeqCst) {
+            self.request();
+        }
+    }
+
+    fn request(&self) {
+        if let Some(gateway) = self.gateway.upgrade() {
+            gateway.request_keyframe(&self.broadcast);
+        }
+    }
 }
 
 /// moqsrc pad -> queue -> whepserversink; audio that is not Opus is decoded
@@ -1024,7 +1043,7 @@ fn link_egress(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
     sink: &gst::Element,
-    keyframes: Keyframes,
+    keyframes: Arc<Keyframes>,
 ) -> anyhow::Result<()> {
     let broadcast = keyframes.broadcast.as_str();
     let is_video = pad.name().starts_with("video");
@@ -1051,17 +1070,10 @@ fn link_egress(
         crate::trace::probe(pad, broadcast, crate::trace::Stage::MoqSrc);
         crate::trace::probe(&target, broadcast, crate::trace::Stage::WhepSink);
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-            // whepserversink asks as its consumer starts, before the viewer
-            // can take a frame; the request made when the viewer connects
-            // covers that. A request that went out first would make the
-            // useful one wait: the publisher's RTCP allows one early
-            // feedback packet per regular report interval.
             if let Some(event) = info.event()
                 && gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok()
-                && keyframes.connected.load(Ordering::SeqCst)
-                && let Some(gateway) = keyframes.gateway.upgrade()
             {
-                gateway.request_keyframe(&keyframes.broadcast);
+                keyframes.viewer_asked();
             }
             gst::PadProbeReturn::Ok
         });
