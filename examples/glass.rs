@@ -19,7 +19,9 @@
 //! * `moq-gateway serve` (this project; `--gateway PATH`, default the
 //!   `moq-gateway` next to this example, so `cargo build --release` first);
 //! * with `--moq-cli PATH`, the moq CLI's hand-written gateway (`moq import
-//!   rtc` and `moq export rtc`, crate moq-cli with its default features).
+//!   rtc` and `moq export rtc`, crate moq-cli with its default features);
+//! * with `--mixed` too, each gateway's WHIP side with the other's WHEP side
+//!   (both on the same relay), to tell which half a difference comes from.
 //!
 //! Run: `cargo build --release && cargo run --release --example glass --
 //! [--moq-cli PATH] [--rounds N] [--seconds S]`.
@@ -32,8 +34,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const USAGE: &str =
-    "usage: glass [--gateway PATH] [--moq-cli PATH] [--cli-only] [--rounds N] [--seconds S]";
+const USAGE: &str = "usage: glass [--gateway PATH] [--moq-cli PATH [--mixed]] [--cli-only] [--rounds N] \
+     [--seconds S]";
+
+const OURS: &str = "moq-gateway serve";
+const CLI: &str = "moq CLI (import/export rtc)";
+const OURS_IN: &str = "WHIP moq-gateway -> WHEP moq CLI";
+const CLI_IN: &str = "WHIP moq CLI -> WHEP moq-gateway";
 
 /// A page's `glass:` console lines, with when they arrived.
 type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
@@ -366,7 +373,7 @@ fn measure(gateway: &Gateway, pages: SocketAddr, steady: Duration) -> Round {
             .lines()
             .into_iter()
             .map(|(_, l)| l)
-            .filter(|l| !l.starts_with("age") && !l.starts_with("view"))
+            .filter(|l| !["age", "view", "answer"].iter().any(|p| l.starts_with(p)))
             .collect();
         eprintln!("  viewer joining at {when}: {}", timeline.join("; "));
     }
@@ -423,6 +430,7 @@ fn main() {
         .expect("a target folder");
     let mut rounds = 1;
     let mut ours = true;
+    let mut mixed = false;
     let mut steady = Duration::from_secs(14);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -433,6 +441,7 @@ fn main() {
             "--rounds" => rounds = value().parse().expect("a number"),
             "--seconds" => steady = Duration::from_secs(value().parse().expect("seconds")),
             "--cli-only" => ours = false,
+            "--mixed" => mixed = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return;
@@ -458,17 +467,37 @@ fn main() {
     let mut results: HashMap<&'static str, Vec<Round>> = HashMap::new();
     let mut order = Vec::new();
     if ours {
-        order.push("moq-gateway serve");
+        order.push(OURS);
     }
     if cli.is_some() {
-        order.push("moq CLI (import/export rtc)");
+        order.push(CLI);
+        if mixed {
+            order.extend([OURS_IN, CLI_IN]);
+        }
     }
     for round in 0..rounds {
         for name in &order {
             let broadcast = format!("glass-{round}-{}", name.len());
             let gateway = match (*name, &cli) {
-                ("moq-gateway serve", _) => our_gateway(&gateway_bin, &relay, &broadcast),
-                (_, Some(cli)) => cli_gateway(cli, &relay, &broadcast),
+                (OURS, _) => our_gateway(&gateway_bin, &relay, &broadcast),
+                (CLI, Some(cli)) => cli_gateway(cli, &relay, &broadcast),
+                (_, Some(cli)) => {
+                    let (a, b) = (
+                        our_gateway(&gateway_bin, &relay, &broadcast),
+                        cli_gateway(cli, &relay, &broadcast),
+                    );
+                    let (whip, whep) = if *name == OURS_IN {
+                        (a.whip, b.whep)
+                    } else {
+                        (b.whip, a.whep)
+                    };
+                    Gateway {
+                        name,
+                        procs: a.procs.into_iter().chain(b.procs).collect(),
+                        whip,
+                        whep,
+                    }
+                }
                 _ => unreachable!(),
             };
             eprintln!("round {round}: {} ...", gateway.name);
@@ -552,10 +581,7 @@ fn main() {
         }
         p50s.insert(*name, (percentile(&ages, 0.5), percentile(&ages, 0.99)));
     }
-    if let (Some(ours), Some(theirs)) = (
-        p50s.get("moq-gateway serve"),
-        p50s.get("moq CLI (import/export rtc)"),
-    ) {
+    if let (Some(ours), Some(theirs)) = (p50s.get(OURS), p50s.get(CLI)) {
         println!(
             "ratio moq-gateway / moq CLI: p50 {:.2}, p99 {:.2}",
             ours.0 / theirs.0,

@@ -10,7 +10,7 @@
 //!
 //! `trace cam: udp->rtp p50 0.3 p99 0.9 | rtp->moqsink p50 0.4 p99 1.1 |
 //!  moqsink->moqsrc p50 1.2 p99 4.0 | moqsrc->whepserversink p50 0.1 p99 0.3 ms
-//!  (300 frames)`
+//!  (300 frames; per stage 300/300/300/300/300/300/300)`
 //!
 //! (`udp` is the frame's first packet leaving the ingest's ICE transport.)
 //!
@@ -265,7 +265,22 @@ fn report(broadcast: &str, frames: BTreeMap<u64, [Option<Instant>; STAGES]>) {
             line.push_str(&format!(" {name} p50 {:.2} p99 {:.2} |", at(0.5), at(0.99)));
         }
     }
-    eprintln!("{} ms ({complete} frames)", line.trim_end_matches(" |"));
+    // How many frames reached each stage: a frame that stops short of the
+    // last one was dropped (or never sent) between the two.
+    let reached: Vec<String> = (0..STAGES)
+        .map(|i| {
+            frames
+                .values()
+                .filter(|t| t[i].is_some())
+                .count()
+                .to_string()
+        })
+        .collect();
+    eprintln!(
+        "{} ms ({complete} frames; per stage {})",
+        line.trim_end_matches(" |"),
+        reached.join("/")
+    );
 }
 
 /// Stamps every buffer through `pad` (a video pad) at `stage`, keyed by its
