@@ -476,8 +476,8 @@ fn main() {
         }
     }
     for round in 0..rounds {
-        for name in &order {
-            let broadcast = format!("glass-{round}-{}", name.len());
+        for (i, name) in order.iter().enumerate() {
+            let broadcast = format!("glass-{round}-{i}");
             let gateway = match (*name, &cli) {
                 (OURS, _) => our_gateway(&gateway_bin, &relay, &broadcast),
                 (CLI, Some(cli)) => cli_gateway(cli, &relay, &broadcast),

@@ -628,6 +628,9 @@ impl Gateway {
             .name("moq")
             .property("url", &self.opts.relay)
             .property("broadcast", broadcast)
+            // One viewer per egress: re-sent frames reach only the viewer
+            // that waits for its keyframe.
+            .property("rejoin-for-keyframes", true)
             .build()
             .context("no moqsrc")?;
         let sink = gst::ElementFactory::make("whepserversink")
@@ -855,8 +858,8 @@ impl Gateway {
     }
 
     /// A keyframe request to `broadcast`'s publisher, if it publishes
-    /// through this gateway.
-    fn request_keyframe(&self, broadcast: &str) {
+    /// through this gateway: whether it did.
+    fn request_keyframe(&self, broadcast: &str) -> bool {
         let pad = self
             .sessions
             .lock()
@@ -869,14 +872,17 @@ impl Gateway {
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone()
             });
-        if let Some(pad) = pad {
-            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
-                .all_headers(true)
-                .build();
-            if pad.push_event(event) {
-                self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-            }
+        let Some(pad) = pad else {
+            return false;
+        };
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        let pushed = pad.push_event(event);
+        if pushed {
+            self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
         }
+        pushed
     }
 
     /// Ends the session when its pipeline ends (EOS: the publisher left;
@@ -1000,8 +1006,12 @@ fn link_ingest(
     Ok(())
 }
 
-/// Where a viewer's keyframe requests go: to the broadcast's WHIP publisher,
-/// once the viewer's connection is up.
+/// Where a viewer's keyframe requests go, once its connection is up: to the
+/// broadcast's WHIP publisher when it publishes here, else to the viewer's
+/// moqsrc, which has the relay re-send its current group from the keyframe
+/// (`rejoin-for-keyframes`): a publisher elsewhere (another gateway, the moq
+/// CLI, a browser on @moq/publish) may send its next keyframe in seconds, or
+/// only when asked.
 struct Keyframes {
     gateway: Weak<Gateway>,
     broadcast: String,
@@ -1023,16 +1033,17 @@ impl Keyframes {
     /// the one made on connecting covers it, and one that went out first
     /// would make that one wait, as the publisher's RTCP allows one early
     /// feedback packet per regular report interval.
-    fn viewer_asked(&self) {
-        if self.connected.load(Ordering::SeqCst) {
-            self.request();
-        }
+    ///
+    /// Whether moqsrc should answer it (connected, and no publisher here).
+    fn viewer_asked(&self) -> bool {
+        self.connected.load(Ordering::SeqCst) && !self.request()
     }
 
-    fn request(&self) {
-        if let Some(gateway) = self.gateway.upgrade() {
-            gateway.request_keyframe(&self.broadcast);
-        }
+    /// Whether the broadcast's publisher here took the request.
+    fn request(&self) -> bool {
+        self.gateway
+            .upgrade()
+            .is_some_and(|gateway| gateway.request_keyframe(&self.broadcast))
     }
 }
 
@@ -1069,14 +1080,19 @@ fn link_egress(
         shape.sync_state_with_parent()?;
         crate::trace::probe(pad, broadcast, crate::trace::Stage::MoqSrc);
         crate::trace::probe(&target, broadcast, crate::trace::Stage::WhepSink);
-        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-            if let Some(event) = info.event()
-                && gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok()
-            {
-                keyframes.viewer_asked();
-            }
-            gst::PadProbeReturn::Ok
-        });
+        pad.add_probe(
+            gst::PadProbeType::EVENT_UPSTREAM,
+            move |_, info| match info.event() {
+                Some(event) if gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok() => {
+                    if keyframes.viewer_asked() {
+                        gst::PadProbeReturn::Ok
+                    } else {
+                        gst::PadProbeReturn::Drop
+                    }
+                }
+                _ => gst::PadProbeReturn::Ok,
+            },
+        );
     } else {
         let decode = gst::ElementFactory::make("decodebin3")
             .property("caps", presets::AUDIO_EGRESS_CAPS.parse::<gst::Caps>()?)

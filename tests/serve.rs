@@ -141,6 +141,36 @@ fn whep_viewer_before_the_broadcast() {
     wait_for_frames(&counts, WANT, TIMEOUT, &[&viewer, &publisher]);
 }
 
+/// A broadcast published elsewhere (straight to the relay here, as by the
+/// moq CLI or another gateway) whose keyframes are 100 s apart: no publisher
+/// here can be asked for one, so the viewer's request makes its moqsrc
+/// subscribe again and the relay re-sends the current group from its
+/// keyframe. Without that the viewer would get 201 and then nothing.
+#[test]
+fn whep_viewer_of_a_broadcast_with_rare_keyframes() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server(Duration::from_secs(10));
+    let broadcast = unique("rare");
+    let publisher = Running::start(
+        "publisher",
+        &format!(
+            "{raw} ! vp8enc deadline=1 keyframe-max-dist=3000 target-bitrate=500000 ! moq.video_0 \
+             audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 ! opusenc ! moq.audio_0 \
+             moqsink name=moq url={url} broadcast={broadcast} max-group-duration=0",
+            raw = raw_video(),
+            url = RELAY.url(),
+        ),
+    );
+    // Two seconds into its only video group.
+    std::thread::sleep(Duration::from_secs(2));
+    let joined = Instant::now();
+    let (viewer, counts) = whep_viewer(&server, &broadcast);
+    wait_for_frames(&counts, 1, Duration::from_secs(15), &[&publisher, &viewer]);
+    eprintln!("first decoded frame {:?} after joining", joined.elapsed());
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &viewer]);
+    assert_eq!(server.keyframe_requests(), 0, "a publisher here was asked");
+}
+
 #[test]
 fn http_answers_and_refusals() {
     let server = server(Duration::from_millis(500));

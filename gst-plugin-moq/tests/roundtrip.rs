@@ -361,6 +361,101 @@ fn late_joiner_starts_on_a_keyframe() {
     );
 }
 
+/// A branch that needs a keyframe mid-group (a tee's new branch, a WebRTC
+/// viewer) cannot ask a publisher across the relay. With
+/// `rejoin-for-keyframes`, moqsrc answers the request by subscribing again:
+/// the relay re-sends its current group from the keyframe that started it.
+/// Off (the default), the request goes nowhere; the publisher here sends one
+/// keyframe in 100 s, so only the rejoin can bring one.
+#[test]
+fn a_keyframe_request_is_answered_by_the_relay() {
+    init();
+    let broadcast = unique_broadcast("rejoin");
+    let publ = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 ! \
+         vp8enc deadline=1 keyframe-max-dist=3000 ! {} max-group-duration=0",
+        sink_props(&broadcast)
+    ));
+    let sub = pipeline(&format!(
+        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true ! \
+         fakesink name=out sync=false",
+        RELAY.url()
+    ));
+    let moq_caps = gst::Caps::new_empty_simple("timestamp/x-moq");
+    // (keyframe, publisher timestamp) of every buffer out of moqsrc.
+    let seen = record(&sub, "out", move |b| {
+        let ts = b
+            .iter_meta::<gst::ReferenceTimestampMeta>()
+            .find(|m| m.reference().can_intersect(&moq_caps))
+            .map(|m| m.timestamp())?;
+        Some((!b.flags().contains(gst::BufferFlags::DELTA_UNIT), ts))
+    });
+    publ.set_state(gst::State::Playing).unwrap();
+    sub.set_state(gst::State::Playing).unwrap();
+    wait::until(
+        "30 frames at the subscriber",
+        Duration::from_secs(20),
+        || seen.lock().unwrap().len() >= 30,
+    );
+    let (first_key, first_ts) = seen.lock().unwrap()[0];
+    assert!(first_key, "the subscriber did not start on a keyframe");
+    let out = by_factory(&sub, "fakesink").static_pad("sink").unwrap();
+    let ask = || {
+        out.push_event(
+            gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build(),
+        )
+    };
+    let keyframes_from = |from: usize| {
+        seen.lock().unwrap()[from..]
+            .iter()
+            .filter(|(key, _)| *key)
+            .map(|(_, ts)| *ts)
+            .collect::<Vec<_>>()
+    };
+
+    let before = seen.lock().unwrap().len();
+    ask();
+    std::thread::sleep(Duration::from_millis(1500));
+    let keyframes = keyframes_from(before);
+    assert!(
+        keyframes.is_empty(),
+        "a keyframe came with rejoin off: {keyframes:?}"
+    );
+
+    let src = by_factory(&sub, "moqsrc");
+    src.set_property("rejoin-for-keyframes", true);
+    let before = seen.lock().unwrap().len();
+    // Twice: a consumer waiting for its keyframe asks for every frame it
+    // drops; one rejoin a second is taken.
+    ask();
+    ask();
+    wait::until(
+        "the group again from its keyframe",
+        Duration::from_secs(5),
+        || !keyframes_from(before).is_empty(),
+    );
+    assert_eq!(
+        keyframes_from(before)[0],
+        first_ts,
+        "not the same group's keyframe"
+    );
+    let stats = src.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("rejoins").unwrap(), 1, "{stats}");
+    // The stream goes on past the re-sent frames.
+    let resent = seen.lock().unwrap().len();
+    wait::until(
+        "live frames after the rejoin",
+        Duration::from_secs(5),
+        || seen.lock().unwrap().len() > resent + 30,
+    );
+    let warnings = no_error(&sub, "subscriber");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+}
+
 /// A subscriber that joins two seconds into a group first gets the group's
 /// older frames in a burst (a decoder needs them); they must not push the
 /// whole stream that far behind live. Once the burst is through, frames leave
@@ -618,6 +713,7 @@ fn stats_messages() {
                 "groups",
                 "discontinuities",
                 "resubscriptions",
+                "rejoins",
                 "reconnects",
             ][..],
         ),

@@ -1,20 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::Duration;
 
-use bytes::Bytes;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use tokio::sync::mpsc;
 
 use super::MoqSrcPad;
+use super::rejoin::Rejoin;
+use super::session::{self, Item, Waits};
 use super::timeline::Timeline;
 use crate::catalog::{self, TrackKind};
-use crate::connection::{self, Target};
+use crate::connection;
 use crate::log;
 use crate::runtime::RUNTIME;
 
@@ -36,10 +35,6 @@ pub static TIMESTAMP_CAPS: LazyLock<gst::Caps> =
 /// Frames in flight between a track reader and its pad's streaming thread.
 /// Small: a reader that gets ahead waits instead of queueing stale media.
 const CHANNEL_FRAMES: usize = 32;
-/// How long a failed broadcast waits for the connection to say it failed too.
-const CONNECTION_VERDICT: Duration = Duration::from_millis(500);
-/// How far a group may fall behind the newest before the reader skips it.
-const MAX_GROUP_AGE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -47,43 +42,11 @@ struct Settings {
     stats_interval_ms: u32,
     latency_ms: u32,
     waits: Waits,
-}
-
-/// How long moqsrc waits for what it cannot do without; 0 is forever.
-#[derive(Clone, Copy, Debug)]
-struct Waits {
-    broadcast_ms: u32,
-    catalog_ms: u32,
+    rejoin_for_keyframes: bool,
 }
 
 const DEFAULT_BROADCAST_TIMEOUT_MS: u32 = 30_000;
-/// How long a received group nobody reads stays in memory.
-const RECEIVED_KEEP: Duration = Duration::from_secs(2);
-/// How long a broadcast whose catalog failed may take to close before the
-/// failure counts as the catalog's own.
-const LOSS_SETTLE: Duration = Duration::from_secs(2);
 const DEFAULT_CATALOG_TIMEOUT_MS: u32 = 10_000;
-
-impl Waits {
-    fn broadcast(&self) -> Option<Duration> {
-        (self.broadcast_ms > 0).then(|| Duration::from_millis(self.broadcast_ms.into()))
-    }
-
-    fn catalog(&self) -> Option<Duration> {
-        (self.catalog_ms > 0).then(|| Duration::from_millis(self.catalog_ms.into()))
-    }
-}
-
-/// `fut`, or `None` once `limit` (if any) has passed.
-async fn within<T>(
-    limit: Option<Duration>,
-    fut: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
-        None => Some(fut.await),
-    }
-}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -95,20 +58,9 @@ impl Default for Settings {
                 broadcast_ms: DEFAULT_BROADCAST_TIMEOUT_MS,
                 catalog_ms: DEFAULT_CATALOG_TIMEOUT_MS,
             },
+            rejoin_for_keyframes: false,
         }
     }
-}
-
-/// What a track reader hands its pad's streaming thread.
-enum Item {
-    Frame {
-        payload: Bytes,
-        timestamp_us: u64,
-        keyframe: bool,
-        discont: bool,
-    },
-    Caps(gst::Caps),
-    Eos,
 }
 
 struct State {
@@ -141,7 +93,7 @@ impl Default for State {
 #[derive(Default)]
 pub struct MoqSrc {
     settings: Mutex<Settings>,
-    status: Arc<connection::StatusCell>,
+    pub(super) status: Arc<connection::StatusCell>,
     frames: AtomicU64,
     bytes: AtomicU64,
     /// Keyframes received: a group each (every audio frame is one).
@@ -149,6 +101,8 @@ pub struct MoqSrc {
     discontinuities: AtomicU64,
     /// Times the broadcast was lost and subscribed to again.
     resubscriptions: AtomicU64,
+    /// Tracks subscribed to again for a keyframe (`rejoin-for-keyframes`).
+    rejoins: AtomicU64,
     /// How much later than its timestamp the last frame was pushed, in µs:
     /// its delay over the fastest frame so far (see `Timeline`).
     delay_us: AtomicI64,
@@ -192,10 +146,10 @@ impl MoqSrc {
         );
         let scope = log::Scope::new(*CAT, &*self.obj());
         let broadcast = target.broadcast.clone();
-        state.session = Some(RUNTIME.spawn(scope.wrap(contain_panics(
+        state.session = Some(RUNTIME.spawn(scope.wrap(session::contain_panics(
             self.obj().downgrade(),
             broadcast,
-            scope.wrap(run_session(
+            scope.wrap(session::run_session(
                 self.obj().downgrade(),
                 target,
                 waits,
@@ -233,12 +187,12 @@ impl MoqSrc {
 
     /// Add a pad for a new rendition, its sticky events stored before anyone
     /// can link it, and start the streaming thread that pushes its frames.
-    fn add_rendition(
+    pub(super) fn add_rendition(
         &self,
         kind: TrackKind,
         track: &str,
         caps: gst::Caps,
-    ) -> Option<mpsc::Sender<Item>> {
+    ) -> Option<(mpsc::Sender<Item>, Arc<Rejoin>)> {
         let obj = self.obj();
         let (name, group_id) = {
             let mut state = self.state();
@@ -269,9 +223,10 @@ impl MoqSrc {
                     || false,
                     |src| {
                         // Keyframe requests and QoS from downstream have no one
-                        // to go to here (the publisher is across the relay).
+                        // to go to here (the publisher is across the relay);
+                        // the relay can re-send the current group, if asked to.
                         if event.type_() == gst::EventType::CustomUpstream {
-                            gst::debug!(CAT, obj = pad, "upstream event {event:?} not forwarded");
+                            src.upstream_custom(pad, &event);
                             return true;
                         }
                         gst::Pad::event_default(pad, Some(&*src.obj()), event)
@@ -330,7 +285,7 @@ impl MoqSrc {
         if obj.add_pad(&pad).is_err() {
             return None;
         }
-        Some(tx)
+        Some((tx, pad.imp().rejoin.clone()))
     }
 
     fn handle_item(&self, pad: &MoqSrcPad, item: Option<Item>) {
@@ -353,7 +308,12 @@ impl MoqSrc {
                 timestamp_us,
                 keyframe,
                 discont,
+                restart,
             }) => {
+                if restart {
+                    self.rejoins.fetch_add(1, Ordering::Relaxed);
+                    pad.imp().start_over();
+                }
                 self.frames.fetch_add(1, Ordering::Relaxed);
                 self.bytes
                     .fetch_add(payload.len() as u64, Ordering::Relaxed);
@@ -435,10 +395,24 @@ impl MoqSrc {
         }
     }
 
+    /// A custom upstream event from `pad`'s peer: a keyframe request makes
+    /// the track's reader subscribe again when `rejoin-for-keyframes` is on
+    /// (see `rejoin`); nothing else has anywhere to go.
+    fn upstream_custom(&self, pad: &MoqSrcPad, event: &gst::Event) {
+        let keyframe = gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok();
+        if keyframe && self.settings().rejoin_for_keyframes {
+            if pad.imp().rejoin.ask(std::time::Instant::now()) {
+                gst::info!(CAT, obj = pad, "keyframe asked for: subscribing again");
+            }
+            return;
+        }
+        gst::debug!(CAT, obj = pad, "upstream event {event:?} not forwarded");
+    }
+
     /// The broadcast is back after a loss: its timestamps may start over
     /// (a restarted publisher), so the next frame anchors the timeline
     /// again; every track's first frame carries DISCONT.
-    fn resubscribed(&self) {
+    pub(super) fn resubscribed(&self) {
         self.resubscriptions.fetch_add(1, Ordering::Relaxed);
         for pad in self.state().pads.iter() {
             pad.imp()
@@ -461,482 +435,8 @@ impl MoqSrc {
         }
     }
 
-    fn post_error(&self, msg: gst::ErrorMessage) {
+    pub(super) fn post_error(&self, msg: gst::ErrorMessage) {
         self.post_error_message(msg);
-    }
-}
-
-/// Runs `session` as a task of its own and turns a panic in it into an
-/// ERROR. The MoQ libraries parse what the network sends on this task, and
-/// some of them panic on hostile input (hang 0.21 on a non-ASCII H.264 codec
-/// string, found by fuzzing): without this the session would just vanish
-/// and moqsrc would wait forever. Aborting this future aborts the session.
-async fn contain_panics(
-    element: glib::WeakRef<super::MoqSrc>,
-    broadcast: String,
-    session: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    struct AbortOnDrop(tokio::task::AbortHandle);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let task = tokio::spawn(session);
-    let _guard = AbortOnDrop(task.abort_handle());
-    if let Err(err) = task.await
-        && err.is_panic()
-    {
-        let panic = err.into_panic();
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        if let Some(obj) = element.upgrade() {
-            obj.imp().status.set(connection::Status::Failed);
-            obj.imp().post_error(gst::error_msg!(
-                gst::StreamError::Failed,
-                (
-                    "Reading broadcast '{}' failed: a MoQ library panicked on what the \
-                     publisher sent: {}",
-                    broadcast,
-                    why
-                )
-            ));
-        }
-    }
-}
-
-/// The whole life of a subscription: connect, wait for the broadcast, follow
-/// its catalog and run one reader per rendition until the broadcast ends.
-async fn run_session(
-    element: glib::WeakRef<super::MoqSrc>,
-    target: Target,
-    waits: Waits,
-    status: Arc<connection::StatusCell>,
-    scope: log::Scope,
-) {
-    // Frames go straight to the pads; nothing older than a group is wanted.
-    let origin = connection::spawn_origin(RECEIVED_KEEP);
-    let consumer = origin.consume();
-    let connection = match connection::connect(&target, connection::Role::Subscribe(origin)) {
-        Ok(connection) => connection,
-        Err(msg) => {
-            if let Some(obj) = element.upgrade() {
-                obj.imp().post_error(msg);
-            }
-            return;
-        }
-    };
-    let status_cell = status.clone();
-    let result = tokio::select! {
-        // A connection that gave up also ends the broadcast: its reason is the
-        // one to report, so it is looked at first.
-        biased;
-        ended = connection::monitor(connection.clone(), status_cell, element.clone(), *CAT, target.clone()) => {
-            Err(match ended {
-                Some(err) => connection::failure_message(&target, &err, false),
-                None => connection::lost_message(&target, false),
-            })
-        }
-        followed = follow(&element, &consumer, &target, waits, &scope) => followed,
-    };
-    // A connection that gives up closes the origin a moment before it reports
-    // why, so the broadcast can fail first: the connection's reason, if it
-    // comes, is the one to report.
-    let result = match result {
-        Err(msg) => match tokio::time::timeout(CONNECTION_VERDICT, connection.closed()).await {
-            Ok(Err(err)) => Err(connection::failure_message(&target, &err, false)),
-            _ => Err(msg),
-        },
-        ok => ok,
-    };
-    match result {
-        // The broadcast ended: so does the connection.
-        Ok(()) => status.set(connection::Status::Idle),
-        Err(msg) => {
-            status.set(connection::Status::Failed);
-            if let Some(obj) = element.upgrade() {
-                obj.imp().post_error(msg);
-            }
-        }
-    }
-    if let Some(obj) = element.upgrade() {
-        obj.notify("status");
-    }
-}
-
-struct Rendition {
-    kind: TrackKind,
-    caps: gst::Caps,
-    container: moq_mux::catalog::hang::Container,
-}
-
-/// The renditions of a catalog we can play, by track name. Those we cannot
-/// are reported once each as a warning and left out.
-fn renditions(
-    element: &glib::WeakRef<super::MoqSrc>,
-    catalog: &moq_mux::catalog::hang::Catalog,
-    skipped: &mut HashSet<String>,
-) -> Vec<(String, Rendition)> {
-    let mut out = Vec::new();
-    let video = catalog.video.renditions.iter().map(|(name, config)| {
-        (
-            name,
-            TrackKind::Video,
-            catalog::video_caps(config).map_err(|e| e.to_string()),
-            &config.container,
-        )
-    });
-    let audio = catalog.audio.renditions.iter().map(|(name, config)| {
-        (
-            name,
-            TrackKind::Audio,
-            catalog::audio_caps(config).map_err(|e| e.to_string()),
-            &config.container,
-        )
-    });
-    for (name, kind, caps, container) in video.chain(audio) {
-        let mux_kind = match kind {
-            TrackKind::Video => moq_mux::container::Kind::Video,
-            TrackKind::Audio => moq_mux::container::Kind::Audio,
-        };
-        let container =
-            moq_mux::catalog::hang::Container::new(container, mux_kind).map_err(|e| e.to_string());
-        match (caps, container) {
-            (Ok(caps), Ok(container)) => out.push((
-                name.clone(),
-                Rendition {
-                    kind,
-                    caps,
-                    container,
-                },
-            )),
-            (Err(err), _) | (_, Err(err)) => {
-                if skipped.insert(name.clone())
-                    && let Some(obj) = element.upgrade()
-                {
-                    gst::element_warning!(
-                        obj,
-                        gst::StreamError::CodecNotFound,
-                        ("Skipping track '{}' of the broadcast: {}", name, err)
-                    );
-                }
-            }
-        }
-    }
-    out
-}
-
-/// How a broadcast stopped being followed.
-enum Ended {
-    /// Its catalog finished: the publisher ended it.
-    Finished,
-    /// It went away without finishing (relay restart, publisher crash or
-    /// restart): it may come back.
-    Lost(String),
-}
-
-/// Follows the broadcast for the element's whole run: pads from its
-/// catalog, one reader per track. When the broadcast is lost rather than
-/// finished, waits for it to come back and goes on on the same pads (a
-/// DISCONT, the timeline re-anchored), unless `reconnect` is off.
-async fn follow(
-    element: &glib::WeakRef<super::MoqSrc>,
-    consumer: &moq_net::origin::Consumer,
-    target: &Target,
-    waits: Waits,
-    scope: &log::Scope,
-) -> Result<(), gst::ErrorMessage> {
-    let mut pads = Pads::default();
-    let mut lost_once = false;
-    loop {
-        if let Some(obj) = element.upgrade() {
-            gst::info!(
-                CAT,
-                obj = obj,
-                "waiting for broadcast '{}' to be announced",
-                target.broadcast
-            );
-        }
-        let announced = within(
-            waits.broadcast(),
-            consumer.routed_broadcast(target.broadcast.as_str()),
-        )
-        .await
-        .ok_or_else(|| {
-            gst::error_msg!(
-                gst::ResourceError::NotFound,
-                (
-                    "Broadcast '{}' did not {} at {} within {} ms (broadcast-timeout)",
-                    target.broadcast,
-                    if lost_once { "come back" } else { "appear" },
-                    target.display_url(),
-                    waits.broadcast_ms
-                )
-            )
-        })?;
-        let broadcast = announced.map_err(|err| {
-            gst::error_msg!(
-                gst::ResourceError::NotFound,
-                (
-                    "Broadcast '{}' is not available at {}: {}",
-                    target.broadcast,
-                    target.display_url(),
-                    err
-                )
-            )
-        })?;
-        if lost_once && let Some(obj) = element.upgrade() {
-            gst::info!(CAT, obj = obj, "broadcast '{}' is back", target.broadcast);
-            obj.imp().resubscribed();
-        }
-        match follow_once(element, &broadcast, target, waits, scope, &mut pads).await? {
-            Ended::Finished => {
-                for (tx, _) in pads.senders.values() {
-                    let _ = tx.send(Item::Eos).await;
-                }
-                return Ok(());
-            }
-            Ended::Lost(err) => {
-                if pads.senders.is_empty() {
-                    return Err(catalog_error(target, &err));
-                }
-                if !target.reconnect {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::Read,
-                        (
-                            "Lost broadcast '{}' at {}: {} (reconnect is off)",
-                            target.broadcast,
-                            target.display_url(),
-                            err
-                        )
-                    ));
-                }
-                lost_once = true;
-                // Let the origin forget the dead broadcast before asking
-                // for it again. One that stays open was not lost: its
-                // catalog itself failed (e.g. an update that is not JSON).
-                if within(Some(LOSS_SETTLE), broadcast.closed())
-                    .await
-                    .is_none()
-                {
-                    return Err(catalog_error(target, &err));
-                }
-                if let Some(obj) = element.upgrade() {
-                    gst::element_warning!(
-                        obj,
-                        gst::ResourceError::Read,
-                        (
-                            "Lost broadcast '{}' ({}); waiting for it to come back",
-                            target.broadcast,
-                            err
-                        )
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn catalog_error(target: &Target, err: &dyn std::fmt::Display) -> gst::ErrorMessage {
-    gst::error_msg!(
-        gst::StreamError::Demux,
-        (
-            "Cannot read the catalog of broadcast '{}': {}",
-            target.broadcast,
-            err
-        )
-    )
-}
-
-/// The pads made so far, by track name, with their channel and caps; they
-/// outlive one subscription to the broadcast.
-#[derive(Default)]
-struct Pads {
-    senders: HashMap<String, (mpsc::Sender<Item>, gst::Caps)>,
-    skipped: HashSet<String>,
-    announced: bool,
-}
-
-/// One subscription to the broadcast, until it finishes or is lost.
-async fn follow_once(
-    element: &glib::WeakRef<super::MoqSrc>,
-    broadcast: &moq_net::broadcast::Consumer,
-    target: &Target,
-    waits: Waits,
-    scope: &log::Scope,
-    pads: &mut Pads,
-) -> Result<Ended, gst::ErrorMessage> {
-    let catalog_track = match broadcast.track(hang::catalog::Catalog::DEFAULT_NAME) {
-        Ok(track) => track,
-        Err(err) => return Ok(Ended::Lost(err.to_string())),
-    };
-    let subscriber = match catalog_track
-        .subscribe(hang::catalog::Catalog::default_subscription())
-        .await
-    {
-        Ok(subscriber) => subscriber,
-        Err(err) => return Ok(Ended::Lost(err.to_string())),
-    };
-    let mut catalog = moq_mux::catalog::hang::Consumer::<()>::new(subscriber);
-    // The first catalog, within catalog-timeout: a broadcast without one
-    // has nothing to play.
-    let first = within(waits.catalog(), catalog.next())
-        .await
-        .ok_or_else(|| {
-            gst::error_msg!(
-                gst::StreamError::Demux,
-                (
-                    "No catalog for broadcast '{}' within {} ms (catalog-timeout)",
-                    target.broadcast,
-                    waits.catalog_ms
-                )
-            )
-        })?;
-    let mut first = Some(first);
-    // Dropped (and so aborted) when the broadcast is lost: the pads stay.
-    let mut readers = tokio::task::JoinSet::new();
-    let mut reading = HashSet::new();
-    loop {
-        tokio::select! {
-            next = async {
-                match first.take() {
-                    Some(first) => first,
-                    None => catalog.next().await,
-                }
-            } => match next {
-                Ok(Some(update)) => {
-                    for (name, rendition) in renditions(element, &update, &mut pads.skipped) {
-                        let tx = if let Some((tx, caps)) = pads.senders.get_mut(&name) {
-                            if *caps != rendition.caps {
-                                *caps = rendition.caps.clone();
-                                let _ = tx.send(Item::Caps(rendition.caps)).await;
-                            }
-                            tx.clone()
-                        } else {
-                            let Some(obj) = element.upgrade() else { return Ok(Ended::Finished) };
-                            let Some(tx) = obj.imp().add_rendition(rendition.kind, &name, rendition.caps.clone()) else {
-                                continue;
-                            };
-                            pads.senders.insert(name.clone(), (tx.clone(), rendition.caps));
-                            tx
-                        };
-                        if reading.insert(name.clone()) {
-                            readers.spawn(scope.wrap(read_track(
-                                element.clone(),
-                                broadcast.clone(),
-                                name,
-                                rendition.container,
-                                tx,
-                            )));
-                        }
-                    }
-                    if !pads.announced && !pads.senders.is_empty() {
-                        pads.announced = true;
-                        if let Some(obj) = element.upgrade() {
-                            obj.no_more_pads();
-                        }
-                    }
-                }
-                Ok(None) => break,
-                // Before any pad this is a bad catalog (follow reports it);
-                // after, the broadcast went away under us.
-                Err(err) => return Ok(Ended::Lost(err.to_string())),
-            },
-            Some(_) = readers.join_next(), if !readers.is_empty() => {}
-        }
-    }
-    // The catalog is finished: each track reads to its own end.
-    while readers.join_next().await.is_some() {}
-    Ok(Ended::Finished)
-}
-
-/// Subscribe to one track and hand its frames, in order, to the pad task.
-async fn read_track(
-    element: glib::WeakRef<super::MoqSrc>,
-    broadcast: moq_net::broadcast::Consumer,
-    name: String,
-    container: moq_mux::catalog::hang::Container,
-    tx: mpsc::Sender<Item>,
-) {
-    let subscribed = match broadcast.track(&name) {
-        Ok(track) => track
-            .subscribe(moq_net::track::Subscription::default().with_max_age(MAX_GROUP_AGE))
-            .await
-            .map_err(|e| e.to_string()),
-        Err(err) => Err(err.to_string()),
-    };
-    let subscriber = match subscribed {
-        Ok(subscriber) => subscriber,
-        Err(err) => {
-            if let Some(obj) = element.upgrade() {
-                gst::element_warning!(
-                    obj,
-                    gst::ResourceError::Read,
-                    ("Cannot subscribe to track '{}': {}", name, err)
-                );
-            }
-            return;
-        }
-    };
-    let mut track = moq_mux::container::Consumer::new(subscriber, container);
-    let mut discontinuity = track.discontinuity();
-    let mut first = true;
-    loop {
-        match track.read().await {
-            Ok(Some(frame)) => {
-                let now = track.discontinuity();
-                let discont = first || now != discontinuity;
-                discontinuity = now;
-                first = false;
-                let item = Item::Frame {
-                    timestamp_us: u64::try_from(frame.timestamp.as_micros()).unwrap_or(u64::MAX),
-                    payload: frame.payload,
-                    keyframe: frame.keyframe,
-                    discont,
-                };
-                if tx.send(item).await.is_err() {
-                    return;
-                }
-            }
-            // The track is over: so is its pad.
-            Ok(None) => {
-                let _ = tx.send(Item::Eos).await;
-                return;
-            }
-            // Aborted, most likely with its broadcast: the catalog's end
-            // decides between waiting for it and EOS.
-            Err(err) => {
-                if within(Some(LOSS_SETTLE), broadcast.closed())
-                    .await
-                    .is_some()
-                {
-                    if let Some(obj) = element.upgrade() {
-                        gst::info!(
-                            CAT,
-                            obj = obj,
-                            "track '{}' ended with its broadcast: {}",
-                            name,
-                            err
-                        );
-                    }
-                    return;
-                }
-                // The broadcast is fine, this track is not (e.g. a frame that
-                // does not parse): skip it, the other tracks play on.
-                if let Some(obj) = element.upgrade() {
-                    gst::element_warning!(
-                        obj,
-                        gst::StreamError::Demux,
-                        ("Track '{}' failed and is skipped: {}", name, err)
-                    );
-                }
-                let _ = tx.send(Item::Eos).await;
-                return;
-            }
-        }
     }
 }
 
@@ -955,7 +455,7 @@ impl ObjectImpl for MoqSrc {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames, bytes, groups (keyframes) and discontinuities received, resubscriptions and reconnects since the element was made; delay-us: how much later than its timestamp the last frame was pushed, i.e. its delay over the fastest frame so far (more than `latency` makes synchronising sinks drop it); the negotiated version and the RTT")
+                    .blurb("Frames, bytes, groups (keyframes) and discontinuities received, resubscriptions, rejoins (rejoin-for-keyframes) and reconnects since the element was made; delay-us: how much later than its timestamp the last frame was pushed, i.e. its delay over the fastest frame so far (more than `latency` makes synchronising sinks drop it); the negotiated version and the RTT")
                     .read_only()
                     .build(),
             );
@@ -987,6 +487,18 @@ impl ObjectImpl for MoqSrc {
                     .default_value(DEFAULT_LATENCY_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("rejoin-for-keyframes")
+                    .nick("Rejoin for keyframes")
+                    .blurb(
+                        "Answer a keyframe request from downstream by subscribing to the video \
+                         track again, so the relay re-sends its current group from the keyframe \
+                         (at most once a second). The re-sent frames keep their older \
+                         timestamps: for branches that start at a keyframe (a tee's new branch, \
+                         a WebRTC viewer), not for one decoder that already played them",
+                    )
+                    .default_value(false)
+                    .mutable_playing()
+                    .build(),
             ]);
             props
         });
@@ -1007,6 +519,7 @@ impl ObjectImpl for MoqSrc {
                 settings.waits.catalog_ms = value.get().unwrap_or(DEFAULT_CATALOG_TIMEOUT_MS)
             }
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
+            "rejoin-for-keyframes" => settings.rejoin_for_keyframes = value.get().unwrap_or(false),
             _ => {}
         }
     }
@@ -1021,6 +534,7 @@ impl ObjectImpl for MoqSrc {
             "broadcast-timeout" => settings.waits.broadcast_ms.to_value(),
             "catalog-timeout" => settings.waits.catalog_ms.to_value(),
             "stats-interval" => settings.stats_interval_ms.to_value(),
+            "rejoin-for-keyframes" => settings.rejoin_for_keyframes.to_value(),
             "status" => self.status.get().to_value(),
             "stats" => gst::Structure::builder("application/x-moqsrc-stats")
                 .field(
@@ -1040,6 +554,7 @@ impl ObjectImpl for MoqSrc {
                     "resubscriptions",
                     self.resubscriptions.load(Ordering::Relaxed),
                 )
+                .field("rejoins", self.rejoins.load(Ordering::Relaxed))
                 .field_if_some("version", self.status.version())
                 .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64))
                 .build()

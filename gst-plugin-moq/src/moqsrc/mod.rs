@@ -15,6 +15,10 @@
  * latency query answers with the `latency` property. It waits for a broadcast
  * that is not announced yet, and sends EOS on every pad when the broadcast ends.
  *
+ * Keyframe requests from downstream cannot reach a publisher across the
+ * relay; with `rejoin-for-keyframes` moqsrc answers them by subscribing to the
+ * track again, and the relay re-sends its current group from the keyframe.
+ *
  * ## Example launch lines
  *
  * ```shell
@@ -42,6 +46,8 @@ use gst::prelude::*;
 
 mod imp;
 mod pad;
+mod rejoin;
+mod session;
 mod timeline;
 
 glib::wrapper! {

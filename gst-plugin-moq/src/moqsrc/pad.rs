@@ -3,11 +3,13 @@
 //! The source pad of `moqsrc`: which MoQ track it plays, for applications
 //! that look at a pad and want to know where its data comes from.
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+
+use super::rejoin::Rejoin;
 
 #[derive(Default)]
 pub struct MoqSrcPad {
@@ -16,6 +18,8 @@ pub struct MoqSrcPad {
     pub(super) continuity: Mutex<Continuity>,
     /// The last timestamp pushed: none goes below it.
     last_pts: Mutex<Option<gst::ClockTime>>,
+    /// Keyframe requests this pad answers by subscribing again.
+    pub(super) rejoin: Arc<Rejoin>,
 }
 
 impl MoqSrcPad {
@@ -27,6 +31,16 @@ impl MoqSrcPad {
         let pts = last.map_or(pts, |l| pts.max(l));
         *last = Some(pts);
         pts
+    }
+
+    /// The track starts over from an earlier frame (a rejoin): the next
+    /// timestamps may go back, and the publisher's jumps are judged afresh.
+    pub(super) fn start_over(&self) {
+        *self.last_pts.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.continuity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reset();
     }
 }
 
