@@ -602,6 +602,109 @@ fn caps_change_updates_the_catalog() {
     assert_eq!(widths.last(), Some(&640), "{widths:?}");
 }
 
+/// A pad whose downstream does not take buffers holds up its own track
+/// only: catalog updates (here a new size on both tracks) still reach the
+/// other pads.
+#[test]
+fn a_blocked_pad_does_not_hold_up_the_catalog() {
+    init();
+    let broadcast = unique_broadcast("blocked");
+    let branch = |name: &str, pad: &str| {
+        format!(
+            "videotestsrc is-live=true ! capsfilter name={name} \
+             caps=video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! sink.{pad} "
+        )
+    };
+    let publ = pipeline(&format!(
+        "{} {} {}",
+        sink_props(&broadcast),
+        branch("a", "video_0"),
+        branch("b", "video_1")
+    ));
+    let sub = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("moqsrc")
+        .property("url", RELAY.url())
+        .property("broadcast", &broadcast)
+        .property("tls-disable-verify", true)
+        .build()
+        .unwrap();
+    sub.add(&src).unwrap();
+    // Widths of the caps reaching each pad's sink, by moqsrc pad name.
+    let widths: Arc<Mutex<HashMap<String, Vec<i32>>>> = Arc::default();
+    let (pipeline, kept) = (sub.downgrade(), widths.clone());
+    src.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = pipeline.upgrade() else {
+            return;
+        };
+        // Not waiting to preroll: the blocked pad's sink never would.
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .build()
+            .unwrap();
+        pipeline.add(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        let sink_pad = sink.static_pad("sink").unwrap();
+        let (name, kept) = (pad.name().to_string(), kept.clone());
+        sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view())
+                && let Ok(width) = caps.caps().structure(0).unwrap().get::<i32>("width")
+            {
+                kept.lock()
+                    .unwrap()
+                    .entry(name.clone())
+                    .or_default()
+                    .push(width);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        if pad.name() == "video_0" {
+            // Its streaming thread blocks on the first buffer, for good.
+            pad.add_probe(
+                gst::PadProbeType::BLOCK_DOWNSTREAM | gst::PadProbeType::BUFFER,
+                |_, _| gst::PadProbeReturn::Ok,
+            );
+        }
+        pad.link(&sink_pad).unwrap();
+    });
+    sub.set_state(gst::State::Playing).unwrap();
+    publ.set_state(gst::State::Playing).unwrap();
+    // (The blocked pad's caps never get out: they go with its first buffer.)
+    wait::until(
+        "both pads, video_1 playing",
+        Duration::from_secs(20),
+        || src.pads().len() == 2 && widths.lock().unwrap().contains_key("video_1"),
+    );
+    // Long enough for the blocked track to fill its channel to the pad.
+    std::thread::sleep(Duration::from_secs(2));
+    for name in ["a", "b"] {
+        publ.by_name(name).unwrap().set_property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", 320i32)
+                .field("height", 240i32)
+                .field("framerate", gst::Fraction::new(30, 1))
+                .build(),
+        );
+    }
+    wait::until(
+        "the new size on the pad that plays",
+        Duration::from_secs(10),
+        || {
+            widths
+                .lock()
+                .unwrap()
+                .get("video_1")
+                .and_then(|w| w.last().copied())
+                == Some(320)
+        },
+    );
+    publ.set_state(gst::State::Null).unwrap();
+    sub.set_state(gst::State::Null).unwrap();
+}
+
 /// Both elements speak an IETF moq-transport draft with the relay when told
 /// to (`moq-version=ietf`), and say which one they negotiated.
 #[test]

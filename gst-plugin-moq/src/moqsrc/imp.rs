@@ -300,8 +300,10 @@ impl MoqSrc {
                 let _ = pad.pause_task();
             }
             Some(Item::Caps(caps)) => {
-                gst::info!(CAT, obj = pad, "caps changed to {caps}");
-                pad.push_event(gst::event::Caps::new(&caps));
+                if pad.current_caps().as_ref() != Some(&caps) {
+                    gst::info!(CAT, obj = pad, "caps changed to {caps}");
+                    pad.push_event(gst::event::Caps::new(&caps));
+                }
             }
             Some(Item::Frame {
                 payload,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::imp::CAT;
 use super::rejoin::Rejoin;
@@ -379,10 +379,43 @@ struct Pads {
     announced: bool,
 }
 
-/// What a track's reader needs of its pad.
+/// A pad's link to the readers of its track, for the pad's whole life.
 struct PadLink {
     tx: mpsc::Sender<Item>,
-    caps: gst::Caps,
+    /// The caps the catalog gives the track: set here without waiting (a
+    /// full channel to one pad must not hold up the catalog for all), and
+    /// handed to the pad by its reader, in order with the frames.
+    caps: watch::Sender<gst::Caps>,
+    rejoin: Arc<Rejoin>,
+}
+
+impl PadLink {
+    fn new(tx: mpsc::Sender<Item>, caps: gst::Caps, rejoin: Arc<Rejoin>) -> Self {
+        Self {
+            tx,
+            caps: watch::Sender::new(caps),
+            rejoin,
+        }
+    }
+
+    /// A new reader's end. It hands the pad the current caps first, in case
+    /// a change reached the last reader too late to be passed on (the pad
+    /// ignores caps it already has).
+    fn reader_end(&self) -> PadEnd {
+        let mut caps = self.caps.subscribe();
+        caps.mark_changed();
+        PadEnd {
+            tx: self.tx.clone(),
+            caps,
+            rejoin: self.rejoin.clone(),
+        }
+    }
+}
+
+/// A track reader's end of its pad's link.
+struct PadEnd {
+    tx: mpsc::Sender<Item>,
+    caps: watch::Receiver<gst::Caps>,
     rejoin: Arc<Rejoin>,
 }
 
@@ -435,20 +468,21 @@ async fn follow_once(
             } => match next {
                 Ok(Some(update)) => {
                     for (name, rendition) in renditions(element, &update, &mut pads.skipped) {
-                        let (tx, rejoin) = if let Some(link) = pads.senders.get_mut(&name) {
-                            if link.caps != rendition.caps {
-                                link.caps = rendition.caps.clone();
-                                let _ = link.tx.send(Item::Caps(rendition.caps)).await;
-                            }
-                            (link.tx.clone(), link.rejoin.clone())
+                        let link = if let Some(link) = pads.senders.get(&name) {
+                            link.caps.send_if_modified(|caps| {
+                                let changed = *caps != rendition.caps;
+                                if changed {
+                                    *caps = rendition.caps.clone();
+                                }
+                                changed
+                            });
+                            link
                         } else {
                             let Some(obj) = element.upgrade() else { return Ok(Ended::Finished) };
                             let Some((tx, rejoin)) = obj.imp().add_rendition(rendition.kind, &name, rendition.caps.clone()) else {
                                 continue;
                             };
-                            let link = PadLink { tx: tx.clone(), caps: rendition.caps, rejoin: rejoin.clone() };
-                            pads.senders.insert(name.clone(), link);
-                            (tx, rejoin)
+                            pads.senders.entry(name.clone()).or_insert(PadLink::new(tx, rendition.caps, rejoin))
                         };
                         if reading.insert(name.clone()) {
                             readers.spawn(scope.wrap(read_track(
@@ -456,8 +490,7 @@ async fn follow_once(
                                 broadcast.clone(),
                                 name,
                                 rendition.wire,
-                                tx,
-                                rejoin,
+                                link.reader_end(),
                             )));
                         }
                     }
@@ -488,31 +521,35 @@ async fn read_track(
     broadcast: moq_net::broadcast::Consumer,
     name: String,
     wire: Wire,
-    tx: mpsc::Sender<Item>,
-    rejoin: Arc<Rejoin>,
+    mut pad: PadEnd,
 ) {
+    let tx = pad.tx.clone();
+    let rejoin = pad.rejoin.clone();
+    let mut next = subscribe_track(&element, &broadcast, &name).await;
     let mut restart = false;
-    loop {
-        let Some(subscriber) = subscribe_track(&element, &broadcast, &name).await else {
-            return;
-        };
+    while let Some(subscriber) = next.take() {
         let reader = match wire.reader() {
             Ok(reader) => reader,
             Err(err) => return track_failed(&element, &broadcast, &name, &tx, err).await,
         };
         let track = moq_mux::container::Consumer::new(subscriber, reader);
-        let frames = read_frames(track, &tx, restart);
+        let frames = read_frames(track, &mut pad, restart);
+        tokio::pin!(frames);
         tokio::select! {
-            ended = frames => {
+            ended = &mut frames => {
                 if let Err(err) = ended {
                     track_failed(&element, &broadcast, &name, &tx, err).await;
                 }
                 return;
             }
-            // Dropping the subscription on the way: the new one starts at
-            // the relay's current group.
             () = rejoin.wanted() => restart = true,
         }
+        // The new subscription is made while the old one (inside `frames`)
+        // still holds the track: the current group is then served from what
+        // was received, from its first frame, and the subscription to the
+        // relay goes on undisturbed. Dropping the old one first would end
+        // that subscription and race a new one against its teardown.
+        next = subscribe_track(&element, &broadcast, &name).await;
     }
 }
 
@@ -543,18 +580,26 @@ async fn subscribe_track(
     }
 }
 
-/// The frames of one subscription, until the track ends (an EOS item is
-/// sent) or the pad is gone (Ok) or reading fails (Err).
+/// The frames of one subscription (each after any caps change the catalog
+/// made before it), until the track ends (an EOS item is sent) or the pad is
+/// gone (Ok) or reading fails (Err).
 async fn read_frames(
     mut track: moq_mux::container::Consumer<moq_mux::catalog::hang::Container>,
-    tx: &mpsc::Sender<Item>,
+    pad: &mut PadEnd,
     mut restart: bool,
 ) -> Result<(), String> {
+    let tx = pad.tx.clone();
     let mut discontinuity = track.discontinuity();
     let mut first = true;
     loop {
         match track.read().await.map_err(|e| e.to_string())? {
             Some(frame) => {
+                if pad.caps.has_changed().unwrap_or(false) {
+                    let caps = pad.caps.borrow_and_update().clone();
+                    if tx.send(Item::Caps(caps)).await.is_err() {
+                        return Ok(());
+                    }
+                }
                 let now = track.discontinuity();
                 let discont = first || now != discontinuity;
                 discontinuity = now;
