@@ -628,9 +628,6 @@ impl Gateway {
             .name("moq")
             .property("url", &self.opts.relay)
             .property("broadcast", broadcast)
-            // One viewer per egress: re-sent frames reach only the viewer
-            // that waits for its keyframe.
-            .property("rejoin-for-keyframes", true)
             .build()
             .context("no moqsrc")?;
         let sink = gst::ElementFactory::make("whepserversink")
@@ -659,6 +656,7 @@ impl Gateway {
             gateway: Arc::downgrade(self),
             broadcast: name.clone(),
             connected: session.connected.clone(),
+            moqsrc: src.downgrade(),
         });
         let keyframes_for_pads = keyframes.clone();
         src.connect_pad_added(move |_, pad| {
@@ -1017,14 +1015,23 @@ struct Keyframes {
     broadcast: String,
     /// The session's: also read by the never-connected watchdog.
     connected: Arc<AtomicBool>,
+    /// The viewer's moqsrc, told to rejoin for keyframes when no publisher
+    /// here can take the requests.
+    moqsrc: glib::WeakRef<gst::Element>,
 }
 
 impl Keyframes {
     /// The viewer's connection is up: its first picture must be a
     /// keyframe, and the publisher's next one may be seconds away.
     fn viewer_connected(&self) {
-        if !self.connected.swap(true, Ordering::SeqCst) {
-            self.request();
+        if !self.connected.swap(true, Ordering::SeqCst)
+            && !self.request()
+            && let Some(moqsrc) = self.moqsrc.upgrade()
+        {
+            // whepserversink asks again for every frame it drops while it
+            // waits: those requests now reach the relay. One viewer per
+            // egress, so the re-sent frames reach only the one waiting.
+            moqsrc.set_property("rejoin-for-keyframes", true);
         }
     }
 
@@ -1033,10 +1040,10 @@ impl Keyframes {
     /// the one made on connecting covers it, and one that went out first
     /// would make that one wait, as the publisher's RTCP allows one early
     /// feedback packet per regular report interval.
-    ///
-    /// Whether moqsrc should answer it (connected, and no publisher here).
-    fn viewer_asked(&self) -> bool {
-        self.connected.load(Ordering::SeqCst) && !self.request()
+    fn viewer_asked(&self) {
+        if self.connected.load(Ordering::SeqCst) {
+            self.request();
+        }
     }
 
     /// Whether the broadcast's publisher here took the request.
@@ -1080,19 +1087,14 @@ fn link_egress(
         shape.sync_state_with_parent()?;
         crate::trace::probe(pad, broadcast, crate::trace::Stage::MoqSrc);
         crate::trace::probe(&target, broadcast, crate::trace::Stage::WhepSink);
-        pad.add_probe(
-            gst::PadProbeType::EVENT_UPSTREAM,
-            move |_, info| match info.event() {
-                Some(event) if gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok() => {
-                    if keyframes.viewer_asked() {
-                        gst::PadProbeReturn::Ok
-                    } else {
-                        gst::PadProbeReturn::Drop
-                    }
-                }
-                _ => gst::PadProbeReturn::Ok,
-            },
-        );
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(event) = info.event()
+                && gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok()
+            {
+                keyframes.viewer_asked();
+            }
+            gst::PadProbeReturn::Ok
+        });
     } else {
         let decode = gst::ElementFactory::make("decodebin3")
             .property("caps", presets::AUDIO_EGRESS_CAPS.parse::<gst::Caps>()?)

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::MoqSrcPad;
 use super::rejoin::Rejoin;
-use super::session::{self, Item, Waits};
+use super::session::{self, Frame, Item, Waits};
 use super::timeline::Timeline;
 use crate::catalog::{self, TrackKind};
 use crate::connection;
@@ -193,7 +193,6 @@ impl MoqSrc {
         track: &str,
         caps: gst::Caps,
     ) -> Option<(mpsc::Sender<Item>, Arc<Rejoin>)> {
-        let obj = self.obj();
         let (name, group_id) = {
             let mut state = self.state();
             if !state.running {
@@ -207,11 +206,58 @@ impl MoqSrc {
             *n += 1;
             (name, state.group_id)
         };
-        let templ = obj
+        let pad = self.make_pad(kind, &name, track)?;
+        if pad.set_active(true).is_err() {
+            gst::warning!(CAT, imp = self, "cannot activate pad {name}");
+            return None;
+        }
+        let obj = self.obj();
+        let stream_id = pad.create_stream_id(&*obj, Some(track));
+        let _ = pad.store_sticky_event(
+            &gst::event::StreamStart::builder(stream_id.as_str())
+                .group_id(group_id)
+                .build(),
+        );
+        let _ = pad.store_sticky_event(&gst::event::Caps::new(&caps));
+        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        segment.set_start(gst::ClockTime::ZERO);
+        let _ = pad.store_sticky_event(&gst::event::Segment::new(&segment));
+
+        let Some(tx) = self.start_pad_task(&pad) else {
+            gst::warning!(CAT, imp = self, "cannot start the task of pad {name}");
+            return None;
+        };
+        {
+            let mut state = self.state();
+            if !state.running {
+                // Stopped while this pad was being made: it never appears.
+                drop(state);
+                let _ = pad.set_active(false);
+                return None;
+            }
+            state.flow_combiner.add_pad(&pad);
+            state.pads.push(pad.clone());
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "adding pad {name} for track '{track}' with {caps}"
+        );
+        if obj.add_pad(&pad).is_err() {
+            return None;
+        }
+        Some((tx, pad.imp().rejoin.clone()))
+    }
+
+    /// The pad itself: its caps are fixed (they come from the catalog), and
+    /// upstream events from its peer come here.
+    fn make_pad(&self, kind: TrackKind, name: &str, track: &str) -> Option<MoqSrcPad> {
+        let templ = self
+            .obj()
             .element_class()
             .pad_template(&format!("{}_%u", kind.as_str()))?;
         let pad = gst::PadBuilder::<MoqSrcPad>::from_template(&templ)
-            .name(name.as_str())
+            .name(name)
             // Caps come from the catalog: queries answer with them, not the template.
             .flags(gst::PadFlags::FIXED_CAPS)
             .query_function(|pad, parent, query| {
@@ -235,59 +281,30 @@ impl MoqSrc {
             })
             .build();
         *pad.imp().track.lock().unwrap_or_else(|e| e.into_inner()) = Some(track.to_string());
-        if pad.set_active(true).is_err() {
-            gst::warning!(CAT, imp = self, "cannot activate pad {name}");
-            return None;
-        }
-        let stream_id = pad.create_stream_id(&*obj, Some(track));
-        let _ = pad.store_sticky_event(
-            &gst::event::StreamStart::builder(stream_id.as_str())
-                .group_id(group_id)
-                .build(),
-        );
-        let _ = pad.store_sticky_event(&gst::event::Caps::new(&caps));
-        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        segment.set_start(gst::ClockTime::ZERO);
-        let _ = pad.store_sticky_event(&gst::event::Segment::new(&segment));
+        Some(pad)
+    }
 
+    /// Starts `pad`'s streaming thread, which takes its track reader's items
+    /// from the channel returned, one at a time.
+    fn start_pad_task(&self, pad: &MoqSrcPad) -> Option<mpsc::Sender<Item>> {
         let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
         let rx = Arc::new(Mutex::new(rx));
-        let element = obj.downgrade();
+        let element = self.obj().downgrade();
         let task_pad = pad.downgrade();
-        let started = pad.start_task(move || {
+        pad.start_task(move || {
             let (Some(element), Some(pad)) = (element.upgrade(), task_pad.upgrade()) else {
                 return;
             };
             // This is a GStreamer streaming thread, never a tokio one.
             let item = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
             element.imp().handle_item(&pad, item);
-        });
-        if started.is_err() {
-            gst::warning!(CAT, imp = self, "cannot start the task of pad {name}");
-            return None;
-        }
-        {
-            let mut state = self.state();
-            if !state.running {
-                // Stopped while this pad was being made: it never appears.
-                drop(state);
-                let _ = pad.set_active(false);
-                return None;
-            }
-            state.flow_combiner.add_pad(&pad);
-            state.pads.push(pad.clone());
-        }
-        gst::info!(
-            CAT,
-            imp = self,
-            "adding pad {name} for track '{track}' with {caps}"
-        );
-        if obj.add_pad(&pad).is_err() {
-            return None;
-        }
-        Some((tx, pad.imp().rejoin.clone()))
+        })
+        .ok()?;
+        Some(tx)
     }
 
+    /// What the pad's streaming thread does with the next item of its
+    /// track's reader.
     fn handle_item(&self, pad: &MoqSrcPad, item: Option<Item>) {
         match item {
             // The reader went away without an end: the element is stopping.
@@ -305,94 +322,100 @@ impl MoqSrc {
                     pad.push_event(gst::event::Caps::new(&caps));
                 }
             }
-            Some(Item::Frame {
-                payload,
-                timestamp_us,
-                keyframe,
-                discont,
-                restart,
-            }) => {
-                if restart {
-                    self.rejoins.fetch_add(1, Ordering::Relaxed);
-                    pad.imp().start_over();
-                }
-                self.frames.fetch_add(1, Ordering::Relaxed);
-                self.bytes
-                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                if discont {
-                    self.discontinuities.fetch_add(1, Ordering::Relaxed);
-                }
-                let (played_us, jumped) = pad
-                    .imp()
-                    .continuity
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .next(timestamp_us);
-                let discont = discont || jumped.is_some();
-                if let Some(jump) = jumped {
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Format,
-                        (
-                            "Timestamps of {} jumped by {:.1} s; playing on from the previous frame",
-                            pad.name(),
-                            jump as f64 / 1e6
-                        )
-                    );
-                }
-                if keyframe {
-                    self.groups.fetch_add(1, Ordering::Relaxed);
-                }
-                let now = self.obj().current_running_time();
-                let pts = pad
-                    .imp()
-                    .monotonic(self.timeline.running_time(played_us, now));
-                if let Some(now) = now {
-                    self.delay_us
-                        .store(crate::stats::delay_us(now, pts), Ordering::Relaxed);
-                }
-                // Wraps the received bytes; no copy.
-                let mut buffer = gst::Buffer::from_slice(payload);
-                {
-                    let buffer = buffer.get_mut().expect("a new buffer is writable");
-                    buffer.set_pts(pts);
-                    let mut flags = gst::BufferFlags::empty();
-                    if !keyframe {
-                        flags |= gst::BufferFlags::DELTA_UNIT;
-                    }
-                    if discont {
-                        flags |= gst::BufferFlags::DISCONT;
-                    }
-                    buffer.set_flags(flags);
-                    gst::ReferenceTimestampMeta::add(
-                        buffer,
-                        &TIMESTAMP_CAPS,
-                        gst::ClockTime::from_useconds(timestamp_us),
-                        gst::ClockTime::NONE,
-                    );
-                }
-                let result = pad.push(buffer);
-                let combined = self.state().flow_combiner.update_pad_flow(pad, result);
-                match combined {
-                    Ok(_) => {}
-                    Err(gst::FlowError::Flushing) => {
-                        let _ = pad.pause_task();
-                    }
-                    Err(gst::FlowError::Eos) => {
-                        pad.push_event(gst::event::Eos::new());
-                        let _ = pad.pause_task();
-                    }
-                    Err(err) => {
-                        gst::element_imp_error!(
-                            self,
-                            gst::StreamError::Failed,
-                            ("Internal data stream error."),
-                            ["streaming stopped on {}, reason {:?}", pad.name(), err]
-                        );
-                        pad.push_event(gst::event::Eos::new());
-                        let _ = pad.pause_task();
-                    }
-                }
+            Some(Item::Frame(frame)) => {
+                let buffer = self.buffer(pad, frame);
+                self.push(pad, buffer);
+            }
+        }
+    }
+
+    /// A frame as a buffer of `pad`: its running time on the shared
+    /// timeline, its flags and the publisher's timestamp as a meta; counted.
+    fn buffer(&self, pad: &MoqSrcPad, frame: Frame) -> gst::Buffer {
+        if frame.restart {
+            self.rejoins.fetch_add(1, Ordering::Relaxed);
+            pad.imp().start_over();
+        }
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        if frame.discont {
+            self.discontinuities.fetch_add(1, Ordering::Relaxed);
+        }
+        if frame.keyframe {
+            self.groups.fetch_add(1, Ordering::Relaxed);
+        }
+        let (played_us, jumped) = pad
+            .imp()
+            .continuity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next(frame.timestamp_us);
+        if let Some(jump) = jumped {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                (
+                    "Timestamps of {} jumped by {:.1} s; playing on from the previous frame",
+                    pad.name(),
+                    jump as f64 / 1e6
+                )
+            );
+        }
+        let now = self.obj().current_running_time();
+        let pts = pad
+            .imp()
+            .monotonic(self.timeline.running_time(played_us, now));
+        if let Some(now) = now {
+            self.delay_us
+                .store(crate::stats::delay_us(now, pts), Ordering::Relaxed);
+        }
+        let mut flags = gst::BufferFlags::empty();
+        if !frame.keyframe {
+            flags |= gst::BufferFlags::DELTA_UNIT;
+        }
+        if frame.discont || jumped.is_some() {
+            flags |= gst::BufferFlags::DISCONT;
+        }
+        // Wraps the received bytes; no copy.
+        let mut buffer = gst::Buffer::from_slice(frame.payload);
+        {
+            let buffer = buffer.get_mut().expect("a new buffer is writable");
+            buffer.set_pts(pts);
+            buffer.set_flags(flags);
+            gst::ReferenceTimestampMeta::add(
+                buffer,
+                &TIMESTAMP_CAPS,
+                gst::ClockTime::from_useconds(frame.timestamp_us),
+                gst::ClockTime::NONE,
+            );
+        }
+        buffer
+    }
+
+    /// Pushes `buffer` and acts on the combined flow of all pads: a flushing
+    /// or finished pad stops its task, an error is posted.
+    fn push(&self, pad: &MoqSrcPad, buffer: gst::Buffer) {
+        let result = pad.push(buffer);
+        let combined = self.state().flow_combiner.update_pad_flow(pad, result);
+        match combined {
+            Ok(_) => {}
+            Err(gst::FlowError::Flushing) => {
+                let _ = pad.pause_task();
+            }
+            Err(gst::FlowError::Eos) => {
+                pad.push_event(gst::event::Eos::new());
+                let _ = pad.pause_task();
+            }
+            Err(err) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Internal data stream error."),
+                    ["streaming stopped on {}, reason {:?}", pad.name(), err]
+                );
+                pad.push_event(gst::event::Eos::new());
+                let _ = pad.pause_task();
             }
         }
     }

@@ -35,16 +35,19 @@ const LOSS_SETTLE: Duration = Duration::from_secs(2);
 
 /// What a track reader hands its pad's streaming thread.
 pub(super) enum Item {
-    Frame {
-        payload: Bytes,
-        timestamp_us: u64,
-        keyframe: bool,
-        discont: bool,
-        /// The first frame of a rejoin: the track starts over from it.
-        restart: bool,
-    },
+    Frame(Frame),
     Caps(gst::Caps),
     Eos,
+}
+
+/// One received frame.
+pub(super) struct Frame {
+    pub(super) payload: Bytes,
+    pub(super) timestamp_us: u64,
+    pub(super) keyframe: bool,
+    pub(super) discont: bool,
+    /// The first frame of a rejoin: the track starts over from it.
+    pub(super) restart: bool,
 }
 
 /// How long moqsrc waits for what it cannot do without; 0 is forever.
@@ -279,34 +282,7 @@ async fn follow(
                 target.broadcast
             );
         }
-        let announced = within(
-            waits.broadcast(),
-            consumer.routed_broadcast(target.broadcast.as_str()),
-        )
-        .await
-        .ok_or_else(|| {
-            gst::error_msg!(
-                gst::ResourceError::NotFound,
-                (
-                    "Broadcast '{}' did not {} at {} within {} ms (broadcast-timeout)",
-                    target.broadcast,
-                    if lost_once { "come back" } else { "appear" },
-                    target.display_url(),
-                    waits.broadcast_ms
-                )
-            )
-        })?;
-        let broadcast = announced.map_err(|err| {
-            gst::error_msg!(
-                gst::ResourceError::NotFound,
-                (
-                    "Broadcast '{}' is not available at {}: {}",
-                    target.broadcast,
-                    target.display_url(),
-                    err
-                )
-            )
-        })?;
+        let broadcast = announced(consumer, target, waits, lost_once).await?;
         if lost_once && let Some(obj) = element.upgrade() {
             gst::info!(CAT, obj = obj, "broadcast '{}' is back", target.broadcast);
             obj.imp().resubscribed();
@@ -357,6 +333,43 @@ async fn follow(
             }
         }
     }
+}
+
+/// The broadcast once the relay announces it, within `broadcast-timeout`.
+async fn announced(
+    consumer: &moq_net::origin::Consumer,
+    target: &Target,
+    waits: Waits,
+    lost_once: bool,
+) -> Result<moq_net::broadcast::Consumer, gst::ErrorMessage> {
+    let announced = within(
+        waits.broadcast(),
+        consumer.routed_broadcast(target.broadcast.as_str()),
+    )
+    .await
+    .ok_or_else(|| {
+        gst::error_msg!(
+            gst::ResourceError::NotFound,
+            (
+                "Broadcast '{}' did not {} at {} within {} ms (broadcast-timeout)",
+                target.broadcast,
+                if lost_once { "come back" } else { "appear" },
+                target.display_url(),
+                waits.broadcast_ms
+            )
+        )
+    })?;
+    announced.map_err(|err| {
+        gst::error_msg!(
+            gst::ResourceError::NotFound,
+            (
+                "Broadcast '{}' is not available at {}: {}",
+                target.broadcast,
+                target.display_url(),
+                err
+            )
+        )
+    })
 }
 
 fn catalog_error(target: &Target, err: &dyn std::fmt::Display) -> gst::ErrorMessage {
@@ -428,18 +441,10 @@ async fn follow_once(
     scope: &log::Scope,
     pads: &mut Pads,
 ) -> Result<Ended, gst::ErrorMessage> {
-    let catalog_track = match broadcast.track(hang::catalog::Catalog::DEFAULT_NAME) {
-        Ok(track) => track,
-        Err(err) => return Ok(Ended::Lost(err.to_string())),
+    let mut catalog = match subscribe_catalog(broadcast).await {
+        Ok(catalog) => catalog,
+        Err(err) => return Ok(Ended::Lost(err)),
     };
-    let subscriber = match catalog_track
-        .subscribe(hang::catalog::Catalog::default_subscription())
-        .await
-    {
-        Ok(subscriber) => subscriber,
-        Err(err) => return Ok(Ended::Lost(err.to_string())),
-    };
-    let mut catalog = moq_mux::catalog::hang::Consumer::<()>::new(subscriber);
     // The first catalog, within catalog-timeout: a broadcast without one
     // has nothing to play.
     let first = within(waits.catalog(), catalog.next())
@@ -456,8 +461,14 @@ async fn follow_once(
         })?;
     let mut first = Some(first);
     // Dropped (and so aborted) when the broadcast is lost: the pads stay.
-    let mut readers = tokio::task::JoinSet::new();
-    let mut reading = HashSet::new();
+    let mut readers = Readers {
+        element,
+        broadcast,
+        scope,
+        pads,
+        tasks: tokio::task::JoinSet::new(),
+        reading: HashSet::new(),
+    };
     loop {
         tokio::select! {
             next = async {
@@ -467,38 +478,8 @@ async fn follow_once(
                 }
             } => match next {
                 Ok(Some(update)) => {
-                    for (name, rendition) in renditions(element, &update, &mut pads.skipped) {
-                        let link = if let Some(link) = pads.senders.get(&name) {
-                            link.caps.send_if_modified(|caps| {
-                                let changed = *caps != rendition.caps;
-                                if changed {
-                                    *caps = rendition.caps.clone();
-                                }
-                                changed
-                            });
-                            link
-                        } else {
-                            let Some(obj) = element.upgrade() else { return Ok(Ended::Finished) };
-                            let Some((tx, rejoin)) = obj.imp().add_rendition(rendition.kind, &name, rendition.caps.clone()) else {
-                                continue;
-                            };
-                            pads.senders.entry(name.clone()).or_insert(PadLink::new(tx, rendition.caps, rejoin))
-                        };
-                        if reading.insert(name.clone()) {
-                            readers.spawn(scope.wrap(read_track(
-                                element.clone(),
-                                broadcast.clone(),
-                                name,
-                                rendition.wire,
-                                link.reader_end(),
-                            )));
-                        }
-                    }
-                    if !pads.announced && !pads.senders.is_empty() {
-                        pads.announced = true;
-                        if let Some(obj) = element.upgrade() {
-                            obj.no_more_pads();
-                        }
+                    if !readers.apply(&update) {
+                        return Ok(Ended::Finished);
                     }
                 }
                 Ok(None) => break,
@@ -506,12 +487,86 @@ async fn follow_once(
                 // after, the broadcast went away under us.
                 Err(err) => return Ok(Ended::Lost(err.to_string())),
             },
-            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+            Some(_) = readers.tasks.join_next(), if !readers.tasks.is_empty() => {}
         }
     }
     // The catalog is finished: each track reads to its own end.
-    while readers.join_next().await.is_some() {}
+    while readers.tasks.join_next().await.is_some() {}
     Ok(Ended::Finished)
+}
+
+async fn subscribe_catalog(
+    broadcast: &moq_net::broadcast::Consumer,
+) -> Result<moq_mux::catalog::hang::Consumer<()>, String> {
+    let track = broadcast
+        .track(hang::catalog::Catalog::DEFAULT_NAME)
+        .map_err(|e| e.to_string())?;
+    let subscriber = track
+        .subscribe(hang::catalog::Catalog::default_subscription())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(moq_mux::catalog::hang::Consumer::<()>::new(subscriber))
+}
+
+/// The track readers of one subscription to the broadcast, and the pads
+/// (kept over subscriptions) they feed.
+struct Readers<'a> {
+    element: &'a glib::WeakRef<super::MoqSrc>,
+    broadcast: &'a moq_net::broadcast::Consumer,
+    scope: &'a log::Scope,
+    pads: &'a mut Pads,
+    tasks: tokio::task::JoinSet<()>,
+    reading: HashSet<String>,
+}
+
+impl Readers<'_> {
+    /// A catalog update: new caps for known pads (never waiting on a pad),
+    /// a pad and a reader for each new rendition, `no-more-pads` after the
+    /// first. False once the element is gone.
+    fn apply(&mut self, update: &moq_mux::catalog::hang::Catalog) -> bool {
+        for (name, rendition) in renditions(self.element, update, &mut self.pads.skipped) {
+            let link = if let Some(link) = self.pads.senders.get(&name) {
+                link.caps.send_if_modified(|caps| {
+                    let changed = *caps != rendition.caps;
+                    if changed {
+                        *caps = rendition.caps.clone();
+                    }
+                    changed
+                });
+                link
+            } else {
+                let Some(obj) = self.element.upgrade() else {
+                    return false;
+                };
+                let Some((tx, rejoin)) =
+                    obj.imp()
+                        .add_rendition(rendition.kind, &name, rendition.caps.clone())
+                else {
+                    continue;
+                };
+                self.pads
+                    .senders
+                    .entry(name.clone())
+                    .or_insert(PadLink::new(tx, rendition.caps, rejoin))
+            };
+            if self.reading.insert(name.clone()) {
+                self.tasks.spawn(self.scope.wrap(read_track(
+                    self.element.clone(),
+                    self.broadcast.clone(),
+                    name,
+                    rendition.wire,
+                    link.reader_end(),
+                )));
+            }
+        }
+        if !self.pads.announced && !self.pads.senders.is_empty() {
+            self.pads.announced = true;
+            if let Some(obj) = self.element.upgrade() {
+                obj.no_more_pads();
+            }
+        }
+        true
+    }
 }
 
 /// Subscribe to one track and hand its frames, in order, to the pad task;
@@ -604,13 +659,13 @@ async fn read_frames(
                 let discont = first || now != discontinuity;
                 discontinuity = now;
                 first = false;
-                let item = Item::Frame {
+                let item = Item::Frame(Frame {
                     timestamp_us: u64::try_from(frame.timestamp.as_micros()).unwrap_or(u64::MAX),
                     payload: frame.payload,
                     keyframe: frame.keyframe,
                     discont,
                     restart: std::mem::take(&mut restart),
-                };
+                });
                 if tx.send(item).await.is_err() {
                     return Ok(());
                 }
