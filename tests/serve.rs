@@ -7,6 +7,7 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use gst::prelude::*;
 use moq_gateway::presets::Video;
 use moq_gateway::serve::{Options, Server};
 
@@ -161,8 +162,14 @@ fn whep_viewer_of_a_broadcast_with_rare_keyframes() {
             url = RELAY.url(),
         ),
     );
-    // Two seconds into its only video group.
-    std::thread::sleep(Duration::from_secs(2));
+    // Two seconds into its only video group: 160 frames published (30
+    // video and 50 Opus frames a second).
+    let moqsink = publisher.pipeline.by_name("moq").unwrap();
+    wait::until("2 s of frames published", TIMEOUT, || {
+        publisher.check();
+        let stats = moqsink.property::<gst::Structure>("stats");
+        stats.get::<u64>("frames").unwrap_or(0) >= 160
+    });
     let joined = Instant::now();
     let (viewer, counts) = whep_viewer(&server, &broadcast);
     wait_for_frames(&counts, 1, Duration::from_secs(15), &[&publisher, &viewer]);

@@ -147,12 +147,7 @@ fn moqsrc_plays_a_moq_cli_import() {
     let decoded: Arc<Mutex<[u64; 2]>> = Arc::default();
 
     let pipeline = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("moqsrc")
-        .property("url", RELAY.url())
-        .property("broadcast", &broadcast)
-        .property("tls-disable-verify", true)
-        .build()
-        .unwrap();
+    let src = moqsrc(&broadcast);
     pipeline.add(&src).unwrap();
     let weak = pipeline.downgrade();
     let counts = decoded.clone();

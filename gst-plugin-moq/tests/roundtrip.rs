@@ -417,7 +417,11 @@ fn a_keyframe_request_is_answered_by_the_relay() {
 
     let before = seen.lock().unwrap().len();
     ask();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait::until(
+        "1.5 s of frames after the request",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().len() >= before + 45,
+    );
     let keyframes = keyframes_from(before);
     assert!(
         keyframes.is_empty(),
@@ -584,15 +588,9 @@ fn caps_change_updates_the_catalog() {
     };
     wait_decoded(20);
     let before = tracks.lock().unwrap()["video"].decoded;
-    publ.by_name("size").unwrap().set_property(
-        "caps",
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", 640i32)
-            .field("height", 480i32)
-            .field("framerate", gst::Fraction::new(30, 1))
-            .build(),
-    );
+    publ.by_name("size")
+        .unwrap()
+        .set_property("caps", i420(640, 480));
     wait_decoded(before + 30);
     publ.send_event(gst::event::Eos::new());
     finish(&publ, &sub, Duration::from_secs(20));
@@ -623,12 +621,7 @@ fn a_blocked_pad_does_not_hold_up_the_catalog() {
         branch("b", "video_1")
     ));
     let sub = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("moqsrc")
-        .property("url", RELAY.url())
-        .property("broadcast", &broadcast)
-        .property("tls-disable-verify", true)
-        .build()
-        .unwrap();
+    let src = moqsrc(&broadcast);
     sub.add(&src).unwrap();
     // Widths of the caps reaching each pad's sink, by moqsrc pad name.
     let widths: Arc<Mutex<HashMap<String, Vec<i32>>>> = Arc::default();
@@ -676,18 +669,18 @@ fn a_blocked_pad_does_not_hold_up_the_catalog() {
         Duration::from_secs(20),
         || src.pads().len() == 2 && widths.lock().unwrap().contains_key("video_1"),
     );
-    // Long enough for the blocked track to fill its channel to the pad.
-    std::thread::sleep(Duration::from_secs(2));
+    // Two seconds of frames through the pad that plays: the blocked track's
+    // reader has had as many, more than its channel to the pad holds.
+    wait::until("60 frames through moqsrc", Duration::from_secs(10), || {
+        src.property::<gst::Structure>("stats")
+            .get::<u64>("frames")
+            .unwrap_or(0)
+            >= 60
+    });
     for name in ["a", "b"] {
-        publ.by_name(name).unwrap().set_property(
-            "caps",
-            gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
-                .field("width", 320i32)
-                .field("height", 240i32)
-                .field("framerate", gst::Fraction::new(30, 1))
-                .build(),
-        );
+        publ.by_name(name)
+            .unwrap()
+            .set_property("caps", i420(320, 240));
     }
     wait::until(
         "the new size on the pad that plays",

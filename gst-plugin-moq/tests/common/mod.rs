@@ -112,6 +112,27 @@ pub fn pipeline(description: &str) -> gst::Pipeline {
         .expect("a pipeline")
 }
 
+/// A moqsrc for `broadcast` at the test relay, for pipelines built in code.
+pub fn moqsrc(broadcast: &str) -> gst::Element {
+    init();
+    gst::ElementFactory::make("moqsrc")
+        .property("url", RELAY.url())
+        .property("broadcast", broadcast)
+        .property("tls-disable-verify", true)
+        .build()
+        .expect("moqsrc")
+}
+
+/// Raw I420 caps of one size at 30 fps (a capsfilter's new caps mid-stream).
+pub fn i420(width: i32, height: i32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", width)
+        .field("height", height)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
+}
+
 /// The element of `pipeline` made by `factory` (the first one).
 pub fn by_factory(pipeline: &gst::Pipeline, factory: &str) -> gst::Element {
     pipeline
