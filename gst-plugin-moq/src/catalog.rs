@@ -303,107 +303,103 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
     };
     match s.name().as_str() {
         "video/x-h264" => {
-            require_au(s, "au")?;
-            match s.get_optional::<&str>("stream-format").ok().flatten() {
-                Some("avc") => {
-                    let cd = codec_data(s)?.ok_or_else(|| {
-                        caps_error!("H.264 stream-format=avc without codec_data (the avcC)")
-                    })?;
-                    Ok(SinkFormat::H264 {
-                        codec_data: Some(cd),
-                    })
-                }
-                Some("byte-stream") => Ok(SinkFormat::H264 { codec_data: None }),
-                Some(other) => Err(caps_error!(
-                    "H.264 stream-format={other} is not supported: use avc or byte-stream (h264parse converts)"
-                )),
-                None => Err(caps_error!(
-                    "H.264 caps without stream-format: put h264parse before moqsink"
-                )),
-            }
+            let codec_data = h26x_codec_data(s, "H.264", "avc", "avcC", "h264parse")?;
+            Ok(SinkFormat::H264 { codec_data })
         }
         "video/x-h265" => {
-            require_au(s, "au")?;
-            match s.get_optional::<&str>("stream-format").ok().flatten() {
-                Some("hvc1") => {
-                    let cd = codec_data(s)?.ok_or_else(|| {
-                        caps_error!("H.265 stream-format=hvc1 without codec_data (the hvcC)")
-                    })?;
-                    Ok(SinkFormat::H265 {
-                        codec_data: Some(cd),
-                    })
-                }
-                Some("byte-stream") => Ok(SinkFormat::H265 { codec_data: None }),
-                Some(other) => Err(caps_error!(
-                    "H.265 stream-format={other} is not supported: use hvc1 or byte-stream (h265parse converts)"
-                )),
-                None => Err(caps_error!(
-                    "H.265 caps without stream-format: put h265parse before moqsink"
-                )),
-            }
+            let codec_data = h26x_codec_data(s, "H.265", "hvc1", "hvcC", "h265parse")?;
+            Ok(SinkFormat::H265 { codec_data })
         }
         "video/x-vp8" => Ok(SinkFormat::Vp8),
         "video/x-vp9" => Ok(SinkFormat::Vp9),
-        "video/x-av1" => {
-            require_au(s, "tu")?;
-            match s.get_optional::<&str>("stream-format").ok().flatten() {
-                None | Some("obu-stream") => Ok(SinkFormat::Av1 {
-                    codec_data: codec_data(s)?,
-                }),
-                Some(other) => Err(caps_error!(
-                    "AV1 stream-format={other} is not supported: use obu-stream (av1parse converts)"
-                )),
-            }
-        }
-        "audio/x-opus" => {
-            let family = s
-                .get_optional::<i32>("channel-mapping-family")
-                .ok()
-                .flatten();
-            if family.is_some_and(|f| f != 0) {
-                return Err(caps_error!(
-                    "Opus channel-mapping-family={} (multichannel) is not supported",
-                    family.unwrap_or_default()
-                ));
-            }
-            let channels = positive_int(s, "channels")?.unwrap_or(2);
-            if channels > 2 {
-                return Err(caps_error!(
-                    "Opus with {channels} channels is not supported (1 or 2)"
-                ));
-            }
-            // Opus always decodes at 48 kHz; WebRTC peers often leave the rate out.
-            let rate = positive_int(s, "rate")?.unwrap_or(48_000);
-            Ok(SinkFormat::Opus { rate, channels })
-        }
-        "audio/mpeg" => {
-            let version = s.get_optional::<i32>("mpegversion").ok().flatten();
-            if !matches!(version, Some(2) | Some(4)) {
-                return Err(caps_error!(
-                    "audio/mpeg mpegversion={} is not supported: only AAC (mpegversion=4)",
-                    version
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "unset".into())
-                ));
-            }
-            match s.get_optional::<&str>("stream-format").ok().flatten() {
-                Some("raw") => {}
-                other => {
-                    return Err(caps_error!(
-                        "AAC stream-format={} is not supported: use raw with codec_data (aacparse converts)",
-                        other.unwrap_or("unset")
-                    ));
-                }
-            }
-            let cd = codec_data(s)?.ok_or_else(|| {
-                caps_error!("AAC stream-format=raw without codec_data (the AudioSpecificConfig)")
-            })?;
-            Ok(SinkFormat::Aac { codec_data: cd })
-        }
+        "video/x-av1" => av1_format(s),
+        "audio/x-opus" => opus_format(s),
+        "audio/mpeg" => aac_format(s),
         other => Err(caps_error!(
             "{other} is not a format moqsink carries (H.264, H.265, VP8, VP9, AV1, Opus, AAC)"
         )),
     }
+}
+
+/// H.264 and H.265 alike: whole access units, either length-prefixed with
+/// the decoder configuration (`avcC`/`hvcC`) in codec_data, or Annex B with
+/// the parameter sets in band (`None`).
+fn h26x_codec_data(
+    s: &gst::StructureRef,
+    codec: &str,
+    packaged: &str,
+    record: &str,
+    parser: &str,
+) -> Result<Option<Bytes>, CapsError> {
+    require_au(s, "au")?;
+    match s.get_optional::<&str>("stream-format").ok().flatten() {
+        Some(format) if format == packaged => codec_data(s)?.map(Some).ok_or_else(|| {
+            caps_error!("{codec} stream-format={packaged} without codec_data (the {record})")
+        }),
+        Some("byte-stream") => Ok(None),
+        Some(other) => Err(caps_error!(
+            "{codec} stream-format={other} is not supported: use {packaged} or byte-stream ({parser} converts)"
+        )),
+        None => Err(caps_error!(
+            "{codec} caps without stream-format: put {parser} before moqsink"
+        )),
+    }
+}
+
+fn av1_format(s: &gst::StructureRef) -> Result<SinkFormat, CapsError> {
+    require_au(s, "tu")?;
+    match s.get_optional::<&str>("stream-format").ok().flatten() {
+        None | Some("obu-stream") => Ok(SinkFormat::Av1 {
+            codec_data: codec_data(s)?,
+        }),
+        Some(other) => Err(caps_error!(
+            "AV1 stream-format={other} is not supported: use obu-stream (av1parse converts)"
+        )),
+    }
+}
+
+fn opus_format(s: &gst::StructureRef) -> Result<SinkFormat, CapsError> {
+    let family = s
+        .get_optional::<i32>("channel-mapping-family")
+        .ok()
+        .flatten();
+    if let Some(family) = family.filter(|&f| f != 0) {
+        return Err(caps_error!(
+            "Opus channel-mapping-family={family} (multichannel) is not supported"
+        ));
+    }
+    let channels = positive_int(s, "channels")?.unwrap_or(2);
+    if channels > 2 {
+        return Err(caps_error!(
+            "Opus with {channels} channels is not supported (1 or 2)"
+        ));
+    }
+    // Opus always decodes at 48 kHz; WebRTC peers often leave the rate out.
+    let rate = positive_int(s, "rate")?.unwrap_or(48_000);
+    Ok(SinkFormat::Opus { rate, channels })
+}
+
+fn aac_format(s: &gst::StructureRef) -> Result<SinkFormat, CapsError> {
+    let version = s.get_optional::<i32>("mpegversion").ok().flatten();
+    if !matches!(version, Some(2) | Some(4)) {
+        return Err(caps_error!(
+            "audio/mpeg mpegversion={} is not supported: only AAC (mpegversion=4)",
+            version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unset".into())
+        ));
+    }
+    let format = s.get_optional::<&str>("stream-format").ok().flatten();
+    if format != Some("raw") {
+        return Err(caps_error!(
+            "AAC stream-format={} is not supported: use raw with codec_data (aacparse converts)",
+            format.unwrap_or("unset")
+        ));
+    }
+    let cd = codec_data(s)?.ok_or_else(|| {
+        caps_error!("AAC stream-format=raw without codec_data (the AudioSpecificConfig)")
+    })?;
+    Ok(SinkFormat::Aac { codec_data: cd })
 }
 
 fn with_video_size(
@@ -505,26 +501,7 @@ pub fn audio_caps(config: &AudioConfig) -> Result<gst::Caps, CapsError> {
         AudioCodec::AAC(aac) => {
             let asc = match config.description.as_ref().filter(|d| !d.is_empty()) {
                 Some(d) => d.clone(),
-                None => {
-                    // No description: build the two-byte AudioSpecificConfig
-                    // from the profile, rate and channels the catalog gives.
-                    let index = aac_frequency_index(config.sample_rate).ok_or_else(|| {
-                        caps_error!(
-                            "AAC rate {} has no AudioSpecificConfig index",
-                            config.sample_rate
-                        )
-                    })?;
-                    if aac.profile == 0 || aac.profile > 31 || channels > 7 {
-                        return Err(caps_error!(
-                            "AAC profile {} with {channels} channels needs a description",
-                            aac.profile
-                        ));
-                    }
-                    let bits: u16 = (u16::from(aac.profile) << 11)
-                        | (u16::from(index) << 7)
-                        | ((channels as u16) << 3);
-                    Bytes::copy_from_slice(&bits.to_be_bytes())
-                }
+                None => aac_config(aac.profile, config.sample_rate, channels)?,
             };
             Ok(gst::Caps::builder("audio/mpeg")
                 .field("mpegversion", 4i32)
@@ -536,6 +513,20 @@ pub fn audio_caps(config: &AudioConfig) -> Result<gst::Caps, CapsError> {
         }
         other => Err(caps_error!("audio codec '{other}' is not supported")),
     }
+}
+
+/// The two-byte AudioSpecificConfig for a catalog entry without a
+/// description, from the profile, rate and channels it gives.
+fn aac_config(profile: u8, sample_rate: u32, channels: i32) -> Result<Bytes, CapsError> {
+    let index = aac_frequency_index(sample_rate)
+        .ok_or_else(|| caps_error!("AAC rate {sample_rate} has no AudioSpecificConfig index"))?;
+    if profile == 0 || profile > 31 || channels > 7 {
+        return Err(caps_error!(
+            "AAC profile {profile} with {channels} channels needs a description"
+        ));
+    }
+    let bits: u16 = (u16::from(profile) << 11) | (u16::from(index) << 7) | ((channels as u16) << 3);
+    Ok(Bytes::copy_from_slice(&bits.to_be_bytes()))
 }
 
 #[cfg(test)]

@@ -153,6 +153,38 @@ impl Settings {
     /// Check the properties before anything is started, so a mistake is an
     /// error message that names it rather than a connection that never comes.
     pub fn validate(&self) -> Result<Target, gst::ErrorMessage> {
+        let mut url = self.relay_url()?;
+        let broadcast = self.broadcast.as_deref().unwrap_or("").trim();
+        if broadcast.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("The 'broadcast' property is not set")
+            ));
+        }
+        let (tls_root_cert, tls_fingerprint) = self.tls_trust()?;
+        self.check_timing()?;
+        let versions = parse_versions(&self.moq_version)
+            .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{}", err)))?;
+        if let Some(token) = self.auth_token.as_deref().filter(|t| !t.is_empty()) {
+            // moq-relay reads the JWT from the `jwt` query parameter.
+            url.query_pairs_mut().append_pair("jwt", token);
+        }
+        Ok(Target {
+            url,
+            broadcast: broadcast.to_string(),
+            tls_disable_verify: self.tls_disable_verify,
+            tls_root_cert,
+            tls_fingerprint,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms.into()),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.into()),
+            keep_alive: Duration::from_millis(self.keep_alive_ms.into()),
+            reconnect: self.reconnect,
+            versions,
+        })
+    }
+
+    /// The `url` property parsed, with a scheme we dial and a host.
+    fn relay_url(&self) -> Result<url::Url, gst::ErrorMessage> {
         let raw = self.url.as_deref().unwrap_or("").trim();
         if raw.is_empty() {
             return Err(gst::error_msg!(
@@ -183,13 +215,12 @@ impl Settings {
                 ("Relay URL '{}' has no host", display_url(&url))
             ));
         }
-        let broadcast = self.broadcast.as_deref().unwrap_or("").trim();
-        if broadcast.is_empty() {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("The 'broadcast' property is not set")
-            ));
-        }
+        Ok(url)
+    }
+
+    /// The certificate or fingerprint to trust instead of the system's roots,
+    /// checked to be usable before anything is dialed.
+    fn tls_trust(&self) -> Result<(Option<std::path::PathBuf>, Option<String>), gst::ErrorMessage> {
         let tls_root_cert = self
             .tls_root_cert
             .as_deref()
@@ -218,6 +249,12 @@ impl Settings {
                 ("tls-fingerprint '{}' is not a hex SHA-256 fingerprint", fp)
             ));
         }
+        Ok((tls_root_cert, tls_fingerprint))
+    }
+
+    /// Timeouts that can notice a dead relay, and pings that keep a live
+    /// one from looking dead.
+    fn check_timing(&self) -> Result<(), gst::ErrorMessage> {
         if self.idle_timeout_ms == 0 {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
@@ -235,30 +272,20 @@ impl Settings {
                 )
             ));
         }
-        let versions = parse_versions(&self.moq_version)
-            .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{}", err)))?;
-        let mut url = url;
-        if let Some(token) = self.auth_token.as_deref().filter(|t| !t.is_empty()) {
-            // moq-relay reads the JWT from the `jwt` query parameter.
-            url.query_pairs_mut().append_pair("jwt", token);
-        }
-        Ok(Target {
-            url,
-            broadcast: broadcast.to_string(),
-            tls_disable_verify: self.tls_disable_verify,
-            tls_root_cert,
-            tls_fingerprint,
-            connect_timeout: Duration::from_millis(self.connect_timeout_ms.into()),
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms.into()),
-            keep_alive: Duration::from_millis(self.keep_alive_ms.into()),
-            reconnect: self.reconnect,
-            versions,
-        })
+        Ok(())
     }
 }
 
 /// The property specs both elements share, with the same names and defaults.
 pub fn properties() -> Vec<glib::ParamSpec> {
+    let mut specs = relay_properties();
+    specs.extend(trust_properties());
+    specs.extend(timing_properties());
+    specs
+}
+
+/// What to reach and how to speak to it.
+fn relay_properties() -> Vec<glib::ParamSpec> {
     vec![
         glib::ParamSpecString::builder("url")
             .nick("Relay URL")
@@ -273,6 +300,26 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .blurb("Name of the broadcast, relative to the URL's path")
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("moq-version")
+            .nick("MoQ version")
+            .blurb(
+                "Wire protocol to offer: auto (every version, the relay picks), lite (moq-lite), \
+                 ietf (IETF moq-transport drafts), or one version such as moq-lite-05 or moq-transport-14",
+            )
+            .default_value(Some(DEFAULT_MOQ_VERSION))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder::<Status>("status")
+            .nick("Connection status")
+            .blurb("Where the connection to the relay stands")
+            .read_only()
+            .build(),
+    ]
+}
+
+/// Whom to trust and what to show: TLS and the relay's token.
+fn trust_properties() -> Vec<glib::ParamSpec> {
+    vec![
         glib::ParamSpecBoolean::builder("tls-disable-verify")
             .nick("Disable TLS verification")
             .blurb(
@@ -304,20 +351,12 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .write_only()
             .mutable_ready()
             .build(),
-        glib::ParamSpecString::builder("moq-version")
-            .nick("MoQ version")
-            .blurb(
-                "Wire protocol to offer: auto (every version, the relay picks), lite (moq-lite), \
-                 ietf (IETF moq-transport drafts), or one version such as moq-lite-05 or moq-transport-14",
-            )
-            .default_value(Some(DEFAULT_MOQ_VERSION))
-            .mutable_ready()
-            .build(),
-        glib::ParamSpecEnum::builder::<Status>("status")
-            .nick("Connection status")
-            .blurb("Where the connection to the relay stands")
-            .read_only()
-            .build(),
+    ]
+}
+
+/// How long to wait, how to notice a dead relay, whether to come back.
+fn timing_properties() -> Vec<glib::ParamSpec> {
+    vec![
         glib::ParamSpecUInt::builder("connect-timeout")
             .nick("Connect timeout")
             .blurb(

@@ -119,36 +119,12 @@ impl MoqSink {
         let _guard = RUNTIME.enter();
         // Groups the relay has taken are not needed here for long.
         let origin = connection::spawn_origin(PUBLISHED_KEEP);
-        // Created unannounced: see `maybe_announce`.
-        let mut broadcast = origin
-            .create_broadcast(target.broadcast.as_str())
-            .map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::Settings,
-                    ("Cannot publish broadcast '{}': {}", target.broadcast, err)
-                )
-            })?;
-        let catalog =
-            moq_mux::catalog::Producer::new(&mut broadcast, moq_mux::catalog::Config::default())
-                .map_err(|err| {
-                    gst::error_msg!(
-                        gst::ResourceError::Failed,
-                        ("Cannot create the catalog track: {}", err)
-                    )
-                })?;
+        let (broadcast, catalog) = create_broadcast(&origin, &target.broadcast)?;
         let connection = connection::connect(&target, connection::Role::Publish(origin.consume()))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let watcher = self.spawn_watcher(&connection, &target, stopping.clone());
         self.announced.store(false, Ordering::SeqCst);
-        let announce_timer = RUNTIME.spawn({
-            let element = self.obj().downgrade();
-            async move {
-                tokio::time::sleep(ANNOUNCE_WAIT).await;
-                if let Some(obj) = element.upgrade() {
-                    obj.imp().maybe_announce(true);
-                }
-            }
-        });
+        let announce_timer = self.spawn_announce_timer();
         gst::info!(
             CAT,
             imp = self,
@@ -174,6 +150,18 @@ impl MoqSink {
             eos_wait: None,
         });
         Ok(())
+    }
+
+    /// Announces the broadcast after `ANNOUNCE_WAIT` even if some pad has
+    /// not got its caps by then (see `maybe_announce`).
+    fn spawn_announce_timer(&self) -> tokio::task::JoinHandle<()> {
+        let element = self.obj().downgrade();
+        RUNTIME.spawn(async move {
+            tokio::time::sleep(ANNOUNCE_WAIT).await;
+            if let Some(obj) = element.upgrade() {
+                obj.imp().maybe_announce(true);
+            }
+        })
     }
 
     /// Follows the connection until it ends for good and then, unless the
@@ -805,4 +793,27 @@ impl ChildProxyImpl for MoqSink {
     fn child_by_name(&self, name: &str) -> Option<glib::Object> {
         self.obj().static_pad(name).map(|p| p.upcast())
     }
+}
+
+/// The broadcast with its catalog track, created unannounced (see
+/// `maybe_announce`).
+fn create_broadcast(
+    origin: &moq_net::origin::Producer,
+    name: &str,
+) -> Result<(moq_net::broadcast::Producer, moq_mux::catalog::Producer), gst::ErrorMessage> {
+    let mut broadcast = origin.create_broadcast(name).map_err(|err| {
+        gst::error_msg!(
+            gst::ResourceError::Settings,
+            ("Cannot publish broadcast '{}': {}", name, err)
+        )
+    })?;
+    let catalog =
+        moq_mux::catalog::Producer::new(&mut broadcast, moq_mux::catalog::Config::default())
+            .map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::Failed,
+                    ("Cannot create the catalog track: {}", err)
+                )
+            })?;
+    Ok((broadcast, catalog))
 }

@@ -181,9 +181,19 @@ impl ParamSets {
         if present.iter().all(|p| *p) {
             return Ok(au);
         }
-        // Some are lacking: write the full set in stream order (VPS, SPS,
-        // PPS; the unit's own ones are the newest known) and leave the
-        // unit's own copies out, so a PPS never precedes its SPS.
+        self.with_all_sets(&au, insert_at, &own)
+    }
+
+    /// `au` with the full set of parameter sets written in stream order (VPS,
+    /// SPS, PPS; the unit's own ones are the newest known) at `insert_at`,
+    /// and the unit's own copies (`own`: start code and end of each) left
+    /// out, so a PPS never precedes its SPS.
+    fn with_all_sets(
+        &self,
+        au: &Bytes,
+        insert_at: usize,
+        own: &[(usize, usize)],
+    ) -> Result<Bytes, Missing> {
         let sets = self
             .known
             .iter()
@@ -197,7 +207,7 @@ impl ParamSets {
             out.put_slice(set);
         }
         let mut cursor = insert_at;
-        for (code, end) in own {
+        for &(code, end) in own {
             out.put_slice(&au[cursor..code]);
             cursor = end;
         }

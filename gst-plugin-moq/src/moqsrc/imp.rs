@@ -193,36 +193,13 @@ impl MoqSrc {
         track: &str,
         caps: gst::Caps,
     ) -> Option<(mpsc::Sender<Item>, Arc<Rejoin>)> {
-        let (name, group_id) = {
-            let mut state = self.state();
-            if !state.running {
-                return None;
-            }
-            let n = match kind {
-                TrackKind::Video => &mut state.next_video,
-                TrackKind::Audio => &mut state.next_audio,
-            };
-            let name = format!("{}_{}", kind.as_str(), *n);
-            *n += 1;
-            (name, state.group_id)
-        };
+        let (name, group_id) = self.next_pad_name(kind)?;
         let pad = self.make_pad(kind, &name, track)?;
         if pad.set_active(true).is_err() {
             gst::warning!(CAT, imp = self, "cannot activate pad {name}");
             return None;
         }
-        let obj = self.obj();
-        let stream_id = pad.create_stream_id(&*obj, Some(track));
-        let _ = pad.store_sticky_event(
-            &gst::event::StreamStart::builder(stream_id.as_str())
-                .group_id(group_id)
-                .build(),
-        );
-        let _ = pad.store_sticky_event(&gst::event::Caps::new(&caps));
-        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        segment.set_start(gst::ClockTime::ZERO);
-        let _ = pad.store_sticky_event(&gst::event::Segment::new(&segment));
-
+        self.store_first_events(&pad, track, group_id, &caps);
         let Some(tx) = self.start_pad_task(&pad) else {
             gst::warning!(CAT, imp = self, "cannot start the task of pad {name}");
             return None;
@@ -243,10 +220,47 @@ impl MoqSrc {
             imp = self,
             "adding pad {name} for track '{track}' with {caps}"
         );
-        if obj.add_pad(&pad).is_err() {
+        if self.obj().add_pad(&pad).is_err() {
             return None;
         }
         Some((tx, pad.imp().rejoin.clone()))
+    }
+
+    /// The next free pad name of `kind` and the stream group, unless the
+    /// element stopped.
+    fn next_pad_name(&self, kind: TrackKind) -> Option<(String, gst::GroupId)> {
+        let mut state = self.state();
+        if !state.running {
+            return None;
+        }
+        let n = match kind {
+            TrackKind::Video => &mut state.next_video,
+            TrackKind::Audio => &mut state.next_audio,
+        };
+        let name = format!("{}_{}", kind.as_str(), *n);
+        *n += 1;
+        Some((name, state.group_id))
+    }
+
+    /// Stream start, caps and segment, stored before the pad is added so
+    /// whoever links it first sees them.
+    fn store_first_events(
+        &self,
+        pad: &MoqSrcPad,
+        track: &str,
+        group_id: gst::GroupId,
+        caps: &gst::Caps,
+    ) {
+        let stream_id = pad.create_stream_id(&*self.obj(), Some(track));
+        let _ = pad.store_sticky_event(
+            &gst::event::StreamStart::builder(stream_id.as_str())
+                .group_id(group_id)
+                .build(),
+        );
+        let _ = pad.store_sticky_event(&gst::event::Caps::new(caps));
+        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        segment.set_start(gst::ClockTime::ZERO);
+        let _ = pad.store_sticky_event(&gst::event::Segment::new(&segment));
     }
 
     /// The pad itself: its caps are fixed (they come from the catalog), and
@@ -329,9 +343,8 @@ impl MoqSrc {
         }
     }
 
-    /// A frame as a buffer of `pad`: its running time on the shared
-    /// timeline, its flags and the publisher's timestamp as a meta; counted.
-    fn buffer(&self, pad: &MoqSrcPad, frame: Frame) -> gst::Buffer {
+    /// Counts a frame in `stats`; a rejoin's first frame starts the pad over.
+    fn count(&self, pad: &MoqSrcPad, frame: &Frame) {
         if frame.restart {
             self.rejoins.fetch_add(1, Ordering::Relaxed);
             pad.imp().start_over();
@@ -345,12 +358,18 @@ impl MoqSrc {
         if frame.keyframe {
             self.groups.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The running time a frame with the publisher's `timestamp_us` plays
+    /// at on `pad`, and by how much its timestamps jumped if they did (a
+    /// WARNING says so).
+    fn play_time(&self, pad: &MoqSrcPad, timestamp_us: u64) -> (gst::ClockTime, Option<i128>) {
         let (played_us, jumped) = pad
             .imp()
             .continuity
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .next(frame.timestamp_us);
+            .next(timestamp_us);
         if let Some(jump) = jumped {
             gst::element_imp_warning!(
                 self,
@@ -370,6 +389,14 @@ impl MoqSrc {
             self.delay_us
                 .store(crate::stats::delay_us(now, pts), Ordering::Relaxed);
         }
+        (pts, jumped)
+    }
+
+    /// A frame as a buffer of `pad`: its running time on the shared
+    /// timeline, its flags and the publisher's timestamp as a meta; counted.
+    fn buffer(&self, pad: &MoqSrcPad, frame: Frame) -> gst::Buffer {
+        self.count(pad, &frame);
+        let (pts, jumped) = self.play_time(pad, frame.timestamp_us);
         let mut flags = gst::BufferFlags::empty();
         if !frame.keyframe {
             flags |= gst::BufferFlags::DELTA_UNIT;

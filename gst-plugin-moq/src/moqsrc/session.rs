@@ -295,44 +295,58 @@ async fn follow(
                 return Ok(());
             }
             Ended::Lost(err) => {
-                if pads.senders.is_empty() {
-                    return Err(catalog_error(target, &err));
-                }
-                if !target.reconnect {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::Read,
-                        (
-                            "Lost broadcast '{}' at {}: {} (reconnect is off)",
-                            target.broadcast,
-                            target.display_url(),
-                            err
-                        )
-                    ));
-                }
+                survive_loss(element, target, &pads, &broadcast, &err).await?;
                 lost_once = true;
-                // Let the origin forget the dead broadcast before asking
-                // for it again. One that stays open was not lost: its
-                // catalog itself failed (e.g. an update that is not JSON).
-                if within(Some(LOSS_SETTLE), broadcast.closed())
-                    .await
-                    .is_none()
-                {
-                    return Err(catalog_error(target, &err));
-                }
-                if let Some(obj) = element.upgrade() {
-                    gst::element_warning!(
-                        obj,
-                        gst::ResourceError::Read,
-                        (
-                            "Lost broadcast '{}' ({}); waiting for it to come back",
-                            target.broadcast,
-                            err
-                        )
-                    );
-                }
             }
         }
     }
+}
+
+/// Whether following goes on after the broadcast was lost: an error when
+/// nothing was ever played, `reconnect` is off, or the broadcast did not
+/// really go away; otherwise a WARNING and waiting for it to come back.
+async fn survive_loss(
+    element: &glib::WeakRef<super::MoqSrc>,
+    target: &Target,
+    pads: &Pads,
+    broadcast: &moq_net::broadcast::Consumer,
+    err: &str,
+) -> Result<(), gst::ErrorMessage> {
+    if pads.senders.is_empty() {
+        return Err(catalog_error(target, &err));
+    }
+    if !target.reconnect {
+        return Err(gst::error_msg!(
+            gst::ResourceError::Read,
+            (
+                "Lost broadcast '{}' at {}: {} (reconnect is off)",
+                target.broadcast,
+                target.display_url(),
+                err
+            )
+        ));
+    }
+    // Let the origin forget the dead broadcast before asking for it again.
+    // One that stays open was not lost: its catalog itself failed (e.g. an
+    // update that is not JSON).
+    if within(Some(LOSS_SETTLE), broadcast.closed())
+        .await
+        .is_none()
+    {
+        return Err(catalog_error(target, &err));
+    }
+    if let Some(obj) = element.upgrade() {
+        gst::element_warning!(
+            obj,
+            gst::ResourceError::Read,
+            (
+                "Lost broadcast '{}' ({}); waiting for it to come back",
+                target.broadcast,
+                err
+            )
+        );
+    }
+    Ok(())
 }
 
 /// The broadcast once the relay announces it, within `broadcast-timeout`.
@@ -445,20 +459,7 @@ async fn follow_once(
         Ok(catalog) => catalog,
         Err(err) => return Ok(Ended::Lost(err)),
     };
-    // The first catalog, within catalog-timeout: a broadcast without one
-    // has nothing to play.
-    let first = within(waits.catalog(), catalog.next())
-        .await
-        .ok_or_else(|| {
-            gst::error_msg!(
-                gst::StreamError::Demux,
-                (
-                    "No catalog for broadcast '{}' within {} ms (catalog-timeout)",
-                    target.broadcast,
-                    waits.catalog_ms
-                )
-            )
-        })?;
+    let first = first_catalog(&mut catalog, target, waits).await?;
     let mut first = Some(first);
     // Dropped (and so aborted) when the broadcast is lost: the pads stay.
     let mut readers = Readers {
@@ -493,6 +494,30 @@ async fn follow_once(
     // The catalog is finished: each track reads to its own end.
     while readers.tasks.join_next().await.is_some() {}
     Ok(Ended::Finished)
+}
+
+/// What a catalog consumer yields: an update, its end, or why it failed.
+type CatalogNext = moq_mux::Result<Option<moq_mux::catalog::hang::Catalog>>;
+
+/// The first catalog, within catalog-timeout: a broadcast without one has
+/// nothing to play.
+async fn first_catalog(
+    catalog: &mut moq_mux::catalog::hang::Consumer<()>,
+    target: &Target,
+    waits: Waits,
+) -> Result<CatalogNext, gst::ErrorMessage> {
+    within(waits.catalog(), catalog.next())
+        .await
+        .ok_or_else(|| {
+            gst::error_msg!(
+                gst::StreamError::Demux,
+                (
+                    "No catalog for broadcast '{}' within {} ms (catalog-timeout)",
+                    target.broadcast,
+                    waits.catalog_ms
+                )
+            )
+        })
 }
 
 async fn subscribe_catalog(
