@@ -339,29 +339,10 @@ fn new_id() -> String {
 
 impl Gateway {
     async fn post(self: &Arc<Self>, path: &str, body: &[u8]) -> Reply {
-        let (kind, rest) = if let Some(rest) = path.strip_prefix("/whip/") {
-            (Kind::Ingest, rest)
-        } else if let Some(rest) = path.strip_prefix("/whep/") {
-            (Kind::Egress, rest)
-        } else {
-            return text_reply(
-                StatusCode::NOT_FOUND,
-                "POST an SDP offer to /whip/<broadcast> or /whep/<broadcast>",
-            );
+        let (kind, broadcast, offer) = match parse_post(path, body) {
+            Ok(request) => request,
+            Err((status, text)) => return text_reply(status, text),
         };
-        let Some(broadcast) = broadcast_name(rest) else {
-            return text_reply(
-                StatusCode::BAD_REQUEST,
-                "a broadcast name is letters, digits and - _ . /",
-            );
-        };
-        let Ok(offer) = std::str::from_utf8(body) else {
-            return text_reply(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text");
-        };
-        if !offer.starts_with("v=0") {
-            return text_reply(StatusCode::BAD_REQUEST, "the body is not an SDP offer");
-        }
-        let offer = sdp::fix_offer(offer);
         let started = match kind {
             Kind::Ingest => self.start_ingest(&broadcast, &offer),
             Kind::Egress => self.start_egress(&broadcast).await,
@@ -585,39 +566,50 @@ impl Gateway {
                 }
                 _ = ticks.tick() => {}
             }
-            let waited = started.elapsed();
-            match relay_state().as_str() {
-                "failed" => {
-                    return Err((
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "the MoQ relay {} refused or failed the connection",
-                            self.opts.relay
-                        ),
-                    ));
-                }
-                "connected" => {}
-                _ if waited >= RELAY_WAIT => {
-                    return Err((
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "the MoQ relay {} cannot be reached (no connection after {:?})",
-                            self.opts.relay, RELAY_WAIT
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-            if waited >= self.opts.broadcast_wait {
+            self.still_waiting(&relay_state(), started.elapsed(), broadcast)?;
+        }
+    }
+
+    /// Whether waiting for a viewer's streams may go on: not when the relay
+    /// failed or was never reached, or the broadcast did not appear in time.
+    fn still_waiting(
+        &self,
+        relay_state: &str,
+        waited: Duration,
+        broadcast: &str,
+    ) -> Result<(), (StatusCode, String)> {
+        match relay_state {
+            "failed" => {
                 return Err((
-                    StatusCode::NOT_FOUND,
+                    StatusCode::BAD_GATEWAY,
                     format!(
-                        "broadcast '{broadcast}' did not appear within {:?}",
-                        self.opts.broadcast_wait
+                        "the MoQ relay {} refused or failed the connection",
+                        self.opts.relay
                     ),
                 ));
             }
+            "connected" => {}
+            _ if waited >= RELAY_WAIT => {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the MoQ relay {} cannot be reached (no connection after {:?})",
+                        self.opts.relay, RELAY_WAIT
+                    ),
+                ));
+            }
+            _ => {}
         }
+        if waited >= self.opts.broadcast_wait {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "broadcast '{broadcast}' did not appear within {:?}",
+                    self.opts.broadcast_wait
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn build_egress(self: &Arc<Self>, broadcast: &str) -> anyhow::Result<(Arc<Session>, Ready)> {
@@ -668,35 +660,27 @@ impl Gateway {
                 eprintln!("egress of {name}: cannot carry {}: {err:#}", pad.name());
             }
         });
-        let (pads_tx, pads) = tokio::sync::oneshot::channel();
-        let pads_tx = Mutex::new(Some(pads_tx));
-        src.connect_no_more_pads(move |_| {
-            if let Some(tx) = pads_tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
-                let _ = tx.send(());
-            }
-        });
+        let (pads_tx, pads) = once();
+        src.connect_no_more_pads(move |_| pads_tx());
         // webrtcsink starts its signaller once every stream's codec
         // discovery is done: that is when it can take an offer.
-        let (discovered_tx, discovered) = tokio::sync::oneshot::channel();
-        let discovered_tx = Mutex::new(Some(discovered_tx));
+        let (discovered_tx, discovered) = once();
         signaller(&sink).connect("start", false, move |_| {
-            if let Some(tx) = discovered_tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
-                let _ = tx.send(());
-            }
+            discovered_tx();
             // The first handler's value ends the emission, so this stands in
             // for the signaller's own start, which only opens its HTTP
             // server: disabled here (host-addr ""), this server routes.
             Some(false.to_value())
         });
-        // Whether the viewer's connection comes up.
+        self.follow_viewer(&sink, keyframes, &session.id);
+        self.watch_bus(&session);
+        Ok((session, Ready { pads, discovered }))
+    }
+
+    /// Follows the viewer's connection on whepserversink: its keyframe is
+    /// asked for once it is connected, and its egress ends when it leaves
+    /// (ICE failed, the peer closed).
+    fn follow_viewer(self: &Arc<Self>, sink: &gst::Element, keyframes: Arc<Keyframes>, id: &str) {
         sink.connect("consumer-added", false, move |args| {
             let webrtcbin = args.get(2).and_then(|v| v.get::<gst::Element>().ok())?;
             let keyframes = keyframes.clone();
@@ -709,17 +693,14 @@ impl Gateway {
             });
             None
         });
-        // The viewer left (ICE failed, the peer closed): end its egress.
         let gateway = Arc::downgrade(self);
-        let id = session.id.clone();
+        let id = id.to_owned();
         sink.connect("consumer-removed", false, move |_| {
             if let Some(gateway) = gateway.upgrade() {
                 gateway.end(&id);
             }
             None
         });
-        self.watch_bus(&session);
-        Ok((session, Ready { pads, discovered }))
     }
 
     fn play(&self, session: &Session) -> Result<(), String> {
@@ -766,17 +747,8 @@ impl Gateway {
             .map(|b| b.to_vec())
             .unwrap_or_default();
         if status == StatusCode::CREATED {
-            let answer = String::from_utf8_lossy(&body).into_owned();
-            match sdp::align_answer(&offer_text, &answer) {
-                Ok(aligned) => {
-                    if aligned != answer {
-                        eprintln!(
-                            "session {}: the answer's m-lines put in the offer's order",
-                            session.id
-                        );
-                    }
-                    body = aligned.into_bytes();
-                }
+            body = match aligned_answer(&session.id, &offer_text, &body) {
+                Ok(aligned) => aligned,
                 // The peer would reject it and wait forever: fail the POST
                 // (the caller ends the session) instead.
                 Err(why) => {
@@ -785,7 +757,7 @@ impl Gateway {
                         &format!("the WebRTC element's answer does not fit the offer: {why}"),
                     );
                 }
-            }
+            };
         }
         let mut builder = with_cors(Response::builder().status(status));
         if let Ok(headers) = reply.get::<gst::Structure>("headers") {
@@ -937,6 +909,65 @@ fn egress_offer(session: &Session, offer: String) -> String {
     };
     let profile = s.get::<&str>("profile").ok();
     sdp::keep_one_video_payload(&offer, codec, profile)
+}
+
+/// A callback that fires a oneshot channel the first time it is called
+/// (GStreamer signals may fire again, from any thread), and its receiver.
+fn once() -> (
+    impl Fn() + Send + Sync + 'static,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    let fire = move || {
+        if let Some(tx) = tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = tx.send(());
+        }
+    };
+    (fire, rx)
+}
+
+/// The element's answer with its m-lines in the offer's order (see
+/// `sdp::align_answer`), or why it cannot fit the offer.
+fn aligned_answer(id: &str, offer: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+    let answer = String::from_utf8_lossy(body);
+    let aligned = sdp::align_answer(offer, &answer)?;
+    if aligned != answer {
+        eprintln!("session {id}: the answer's m-lines put in the offer's order");
+    }
+    Ok(aligned.into_bytes())
+}
+
+/// What a POST asks for: publish (WHIP) or watch (WHEP), which broadcast,
+/// and its SDP offer with `sdp::fix_offer` applied; or the status and text refusing it.
+fn parse_post(
+    path: &str,
+    body: &[u8],
+) -> Result<(Kind, String, String), (StatusCode, &'static str)> {
+    let (kind, rest) = if let Some(rest) = path.strip_prefix("/whip/") {
+        (Kind::Ingest, rest)
+    } else if let Some(rest) = path.strip_prefix("/whep/") {
+        (Kind::Egress, rest)
+    } else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "POST an SDP offer to /whip/<broadcast> or /whep/<broadcast>",
+        ));
+    };
+    let Some(broadcast) = broadcast_name(rest) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "a broadcast name is letters, digits and - _ . /",
+        ));
+    };
+    let Ok(offer) = std::str::from_utf8(body) else {
+        return Err((StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"));
+    };
+    if !offer.starts_with("v=0") {
+        return Err((StatusCode::BAD_REQUEST, "the body is not an SDP offer"));
+    }
+    let offer = sdp::fix_offer(offer);
+    Ok((kind, broadcast, offer))
 }
 
 fn signaller(webrtc: &gst::Element) -> glib::Object {
