@@ -115,63 +115,79 @@ fn subscriber(opts: &Options, stats: &Stats) -> anyhow::Result<gst::Pipeline> {
             return;
         };
         let kind = kind(pad);
-        let probe_stats = stats.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(buffer) = info.buffer() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let now = Instant::now();
-            let mut stats = probe_stats.lock().unwrap();
-            let track = stats.entry(kind).or_default();
-            track.received += 1;
-            // The publisher's timestamp travels with the buffer as a reference
-            // timestamp meta: match it to when the frame entered moqsink.
-            if let Some(meta) = buffer.meta::<gst::ReferenceTimestampMeta>()
-                && let Some(sent) = track.sent_at.remove(&meta.timestamp().useconds())
-            {
-                let latency = now.duration_since(sent);
-                track.latencies.push(latency);
-                track.all_latencies.push(latency);
-            }
-            gst::PadProbeReturn::Ok
-        });
-        let queue = gst::ElementFactory::make("queue").build();
-        let decode = gst::ElementFactory::make("decodebin3").build();
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", true)
-            .property("signal-handoffs", true)
-            .build();
-        let (Ok(queue), Ok(decode), Ok(sink)) = (queue, decode, sink) else {
-            eprintln!("missing queue/decodebin3/fakesink");
-            return;
-        };
-        let decoded_stats = stats.clone();
-        sink.connect("handoff", false, move |_| {
-            decoded_stats
-                .lock()
-                .unwrap()
-                .entry(kind)
-                .or_default()
-                .decoded += 1;
-            None
-        });
-        if pipeline.add_many([&queue, &decode, &sink]).is_err() || queue.link(&decode).is_err() {
-            return;
-        }
-        let sink_pad = sink.static_pad("sink");
-        decode.connect_pad_added(move |_, pad| {
-            if let Some(sink_pad) = &sink_pad {
-                let _ = pad.link(sink_pad);
-            }
-        });
-        for e in [&queue, &decode, &sink] {
-            let _ = e.sync_state_with_parent();
-        }
-        if let Some(queue_pad) = queue.static_pad("sink") {
-            let _ = pad.link(&queue_pad);
+        count_arrivals(pad, kind, stats.clone());
+        if let Err(err) = decode_branch(&pipeline, pad, kind, &stats) {
+            eprintln!("cannot decode {}: {err:#}", pad.name());
         }
     });
     Ok(pipeline)
+}
+
+/// Counts the frames arriving on a moqsrc pad and matches each to when it
+/// entered moqsink, for the latency.
+fn count_arrivals(pad: &gst::Pad, kind: &'static str, stats: Stats) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let now = Instant::now();
+        let mut tracks = stats.lock().unwrap();
+        let track = tracks.entry(kind).or_default();
+        track.received += 1;
+        // The publisher's timestamp travels with the buffer as a reference
+        // timestamp meta: match it to when the frame entered moqsink.
+        if let Some(meta) = buffer.meta::<gst::ReferenceTimestampMeta>()
+            && let Some(sent) = track.sent_at.remove(&meta.timestamp().useconds())
+        {
+            let latency = now.duration_since(sent);
+            track.latencies.push(latency);
+            track.all_latencies.push(latency);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// queue ! decodebin3 ! fakesink behind a moqsrc pad, counting what is
+/// decoded.
+fn decode_branch(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    kind: &'static str,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    let queue = gst::ElementFactory::make("queue").build();
+    let decode = gst::ElementFactory::make("decodebin3").build();
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", true)
+        .property("signal-handoffs", true)
+        .build();
+    let (queue, decode, sink) = (queue?, decode?, sink?);
+    let decoded_stats = stats.clone();
+    sink.connect("handoff", false, move |_| {
+        decoded_stats
+            .lock()
+            .unwrap()
+            .entry(kind)
+            .or_default()
+            .decoded += 1;
+        None
+    });
+    pipeline.add_many([&queue, &decode, &sink])?;
+    queue.link(&decode)?;
+    let sink_pad = sink.static_pad("sink");
+    decode.connect_pad_added(move |_, pad| {
+        if let Some(sink_pad) = &sink_pad {
+            let _ = pad.link(sink_pad);
+        }
+    });
+    for e in [&queue, &decode, &sink] {
+        let _ = e.sync_state_with_parent();
+    }
+    let queue_pad = queue
+        .static_pad("sink")
+        .context("queue without a sink pad")?;
+    pad.link(&queue_pad)?;
+    Ok(())
 }
 
 /// Pop messages of both pipelines for up to `wait`; an ERROR ends the run.
@@ -229,6 +245,43 @@ fn print_line(stats: &Stats, elapsed: Duration) {
     println!("{line}");
 }
 
+/// Ends the run cleanly: EOS through moqsink finishes the broadcast, and
+/// the subscriber sees EOS on every pad (within 5 s).
+fn finish(publisher: &gst::Pipeline, subscriber: &gst::Pipeline) -> anyhow::Result<()> {
+    publisher.send_event(gst::event::Eos::new());
+    let ended = Instant::now();
+    while ended.elapsed() < Duration::from_secs(5) {
+        if check_bus(&[publisher, subscriber], Duration::from_millis(200))? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(stats: &Stats, elapsed: Duration) {
+    let mut stats = stats.lock().unwrap();
+    println!("summary after {:.1}s:", elapsed.as_secs_f64());
+    for kind in ["video", "audio"] {
+        let Some(track) = stats.get_mut(kind) else {
+            println!("  {kind}: nothing");
+            continue;
+        };
+        let latency = percentiles(&mut track.all_latencies)
+            .map(|(p50, p99)| {
+                format!(
+                    ", moqsink->moqsrc latency p50 {:.2} ms p99 {:.2} ms",
+                    ms(p50),
+                    ms(p99)
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  {kind}: {} frames sent, {} received, {} decoded{latency}",
+            track.sent, track.received, track.decoded
+        );
+    }
+}
+
 pub fn run(opts: Options, interrupted: Arc<AtomicBool>) -> anyhow::Result<()> {
     let stats: Stats = Arc::default();
     let subscriber = subscriber(&opts, &stats)?;
@@ -250,48 +303,13 @@ pub fn run(opts: Options, interrupted: Arc<AtomicBool>) -> anyhow::Result<()> {
         print_line(&stats, start.elapsed());
         let done = opts.duration.is_some_and(|d| start.elapsed() >= d);
         if done || interrupted.load(Ordering::SeqCst) {
-            // End cleanly: EOS through moqsink finishes the broadcast, and the
-            // subscriber sees EOS on every pad.
-            publisher.send_event(gst::event::Eos::new());
-            let ended = Instant::now();
-            let mut result = Ok(());
-            while ended.elapsed() < Duration::from_secs(5) {
-                match check_bus(&[&publisher, &subscriber], Duration::from_millis(200)) {
-                    Ok(true) => break,
-                    Ok(false) => {}
-                    Err(err) => {
-                        result = Err(err);
-                        break;
-                    }
-                }
-            }
-            break result;
+            break finish(&publisher, &subscriber);
         }
     };
     publisher.set_state(gst::State::Null)?;
     subscriber.set_state(gst::State::Null)?;
 
-    let mut stats = stats.lock().unwrap();
-    println!("summary after {:.1}s:", start.elapsed().as_secs_f64());
-    for kind in ["video", "audio"] {
-        let Some(track) = stats.get_mut(kind) else {
-            println!("  {kind}: nothing");
-            continue;
-        };
-        let latency = percentiles(&mut track.all_latencies)
-            .map(|(p50, p99)| {
-                format!(
-                    ", moqsink->moqsrc latency p50 {:.2} ms p99 {:.2} ms",
-                    ms(p50),
-                    ms(p99)
-                )
-            })
-            .unwrap_or_default();
-        println!(
-            "  {kind}: {} frames sent, {} received, {} decoded{latency}",
-            track.sent, track.received, track.decoded
-        );
-    }
+    print_summary(&stats, start.elapsed());
     result
 }
 

@@ -94,70 +94,110 @@ pub fn has_media(offer: &str, kind: &str) -> bool {
 ///   offers only 42e016), which an x264 stream (42c0xx, the same
 ///   constrained-baseline profile) never matches. Decoders take any level.
 pub fn fix_offer(offer: &str) -> String {
-    let lines = split_lines(offer);
-    let mut out: Vec<String> = Vec::with_capacity(lines.len());
-    let mut i = 0;
-    while i < lines.len() {
-        if !lines[i].starts_with("m=") {
-            out.push(lines[i].to_owned());
-            i += 1;
-            continue;
-        }
-        let section = section_lines(&lines, i);
-        let all = payloads(&lines, i);
-        let is_fec = |p: &Payload| matches!(p.encoding.as_str(), "RED" | "ULPFEC" | "FLEXFEC-03");
-        let fec: Vec<&str> = all
-            .iter()
-            .filter(|p| is_fec(p))
-            .map(|p| p.pt.as_str())
-            .collect();
-        let dropped: Vec<&str> = all
-            .iter()
-            .filter(|p| is_fec(p) || p.apt.as_deref().is_some_and(|apt| fec.contains(&apt)))
-            .map(|p| p.pt.as_str())
-            .collect();
+    rewrite_sections(offer, "m=", |section, all| {
+        let dropped = fec_payloads(all);
         let h264: Vec<&str> = all
             .iter()
             .filter(|p| p.encoding == "H264")
             .map(|p| p.pt.as_str())
             .collect();
-        let kept = all.len() - dropped.len();
-        for (n, line) in section.iter().enumerate() {
-            if n == 0 {
-                if dropped.is_empty() || kept == 0 {
-                    out.push((*line).to_owned());
-                } else {
-                    let head: Vec<&str> = line.split_whitespace().take(3).collect();
-                    let pts = all
-                        .iter()
-                        .map(|p| p.pt.as_str())
-                        .filter(|pt| !dropped.contains(pt));
-                    out.push(head.into_iter().chain(pts).collect::<Vec<_>>().join(" "));
-                }
-                continue;
-            }
-            let pt_of = |name: &str| {
-                line.strip_prefix(&format!("a={name}:"))
-                    .and_then(|rest| rest.split_whitespace().next())
-            };
-            let about = pt_of("rtpmap")
-                .or_else(|| pt_of("fmtp"))
-                .or_else(|| pt_of("rtcp-fb"));
-            if kept > 0 && about.is_some_and(|pt| dropped.contains(&pt)) {
-                continue;
-            }
-            if let Some(pt) = pt_of("fmtp")
-                && h264.contains(&pt)
-                && !line.contains("level-asymmetry-allowed")
-            {
-                out.push(format!("{line};level-asymmetry-allowed=1"));
-                continue;
-            }
-            out.push((*line).to_owned());
+        // A section of nothing but FEC stays as it is: emptied, it would
+        // be rejected.
+        let lines = if dropped.is_empty() || dropped.len() == all.len() {
+            section.iter().map(|l| (*l).to_owned()).collect()
+        } else {
+            let listed: Vec<&str> = all
+                .iter()
+                .map(|p| p.pt.as_str())
+                .filter(|pt| !dropped.contains(pt))
+                .collect();
+            with_payloads(section, &listed, |pt| dropped.contains(&pt))
+        };
+        lines
+            .into_iter()
+            .map(|line| with_level_asymmetry(line, &h264))
+            .collect()
+    })
+}
+
+/// The RED, ULPFEC and FlexFEC payload types of a section, and the RTX
+/// payload types that repair them.
+fn fec_payloads(all: &[Payload]) -> Vec<&str> {
+    let is_fec = |p: &Payload| matches!(p.encoding.as_str(), "RED" | "ULPFEC" | "FLEXFEC-03");
+    let fec: Vec<&str> = all
+        .iter()
+        .filter(|p| is_fec(p))
+        .map(|p| p.pt.as_str())
+        .collect();
+    all.iter()
+        .filter(|p| is_fec(p) || p.apt.as_deref().is_some_and(|apt| fec.contains(&apt)))
+        .map(|p| p.pt.as_str())
+        .collect()
+}
+
+/// An H.264 `a=fmtp` line (of one of the `h264` payload types) with
+/// `level-asymmetry-allowed=1` added where it lacks it.
+fn with_level_asymmetry(line: String, h264: &[&str]) -> String {
+    let about_h264 = line
+        .strip_prefix("a=fmtp:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .is_some_and(|pt| h264.contains(&pt));
+    if about_h264 && !line.contains("level-asymmetry-allowed") {
+        format!("{line};level-asymmetry-allowed=1")
+    } else {
+        line
+    }
+}
+
+/// The SDP with each media section whose `m=` line starts with `prefix`
+/// replaced by what `rewrite` makes of it (given its lines and payload
+/// types); every other line as it was.
+fn rewrite_sections(
+    sdp: &str,
+    prefix: &str,
+    mut rewrite: impl FnMut(&[&str], &[Payload]) -> Vec<String>,
+) -> String {
+    let lines = split_lines(sdp);
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].starts_with(prefix) {
+            out.push(lines[i].to_owned());
+            i += 1;
+            continue;
         }
+        let section = section_lines(&lines, i);
+        out.extend(rewrite(section, &payloads(&lines, i)));
         i += section.len();
     }
     join_lines(&out)
+}
+
+/// A media section whose `m=` line lists `listed` as its payload types,
+/// without the `rtpmap`/`fmtp`/`rtcp-fb` lines whose payload type (or `*`)
+/// `drop` says to leave out.
+fn with_payloads(section: &[&str], listed: &[&str], drop: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out = Vec::with_capacity(section.len());
+    for (n, line) in section.iter().enumerate() {
+        if n == 0 {
+            let head = line.split_whitespace().take(3);
+            out.push(
+                head.chain(listed.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            continue;
+        }
+        let about = ["rtpmap", "fmtp", "rtcp-fb"].iter().find_map(|name| {
+            line.strip_prefix(&format!("a={name}:"))
+                .and_then(|rest| rest.split_whitespace().next())
+        });
+        if about.is_some_and(&drop) {
+            continue;
+        }
+        out.push((*line).to_owned());
+    }
+    out
 }
 
 /// GStreamer's name for the H.264 profile of a `profile-level-id` (its
@@ -192,68 +232,45 @@ fn h264_profile_name(profile_level_id: &str) -> Option<&'static str> {
 /// them took 6-7 s before the answer. A section with nothing suitable is
 /// left as it is.
 pub fn keep_one_video_payload(offer: &str, codec: Video, profile: Option<&str>) -> String {
-    let lines = split_lines(offer);
-    let mut out: Vec<String> = Vec::with_capacity(lines.len());
-    let mut i = 0;
-    while i < lines.len() {
-        if !lines[i].starts_with("m=video") {
-            out.push(lines[i].to_owned());
-            i += 1;
-            continue;
-        }
-        let section = section_lines(&lines, i);
-        let all = payloads(&lines, i);
-        let fmtp = |p: &Payload| attribute(section, "fmtp", &p.pt).unwrap_or_default();
-        let mode1 = |p: &Payload| fmtp(p).contains("packetization-mode=1");
-        let name = |p: &Payload| {
-            fmtp(p)
-                .split(';')
-                .find_map(|kv| kv.trim().strip_prefix("profile-level-id="))
-                .and_then(h264_profile_name)
-        };
-        let of_codec = all
-            .iter()
-            .filter(|p| Video::parse(&p.encoding) == Some(codec));
-        let chosen = match codec {
-            Video::H264 => of_codec
-                .clone()
-                .find(|p| mode1(p) && profile.is_some_and(|want| name(p) == Some(want)))
-                .or_else(|| of_codec.clone().find(|p| mode1(p))),
-            _ => of_codec.clone().next(),
-        };
-        let Some(chosen) = chosen else {
-            out.extend(section.iter().map(|l| (*l).to_owned()));
-            i += section.len();
-            continue;
+    rewrite_sections(offer, "m=video", |section, all| {
+        let Some(chosen) = video_payload(section, all, codec, profile) else {
+            return section.iter().map(|l| (*l).to_owned()).collect();
         };
         let kept: Vec<&str> = all
             .iter()
             .filter(|p| p.pt == chosen.pt || p.apt.as_deref() == Some(chosen.pt.as_str()))
             .map(|p| p.pt.as_str())
             .collect();
-        for (n, line) in section.iter().enumerate() {
-            if n == 0 {
-                let head: Vec<&str> = line.split_whitespace().take(3).collect();
-                out.push(
-                    head.into_iter()
-                        .chain(kept.iter().copied())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                );
-                continue;
-            }
-            let about = ["rtpmap", "fmtp", "rtcp-fb"].iter().find_map(|name| {
-                line.strip_prefix(&format!("a={name}:"))
-                    .and_then(|rest| rest.split_whitespace().next())
-            });
-            if about.is_some_and(|pt| !kept.contains(&pt)) {
-                continue;
-            }
-            out.push((*line).to_owned());
-        }
-        i += section.len();
+        with_payloads(section, &kept, |pt| !kept.contains(&pt))
+    })
+}
+
+/// The payload type of `codec` a stream is sent as (see
+/// `keep_one_video_payload`), if the section has one.
+fn video_payload<'a>(
+    section: &[&str],
+    all: &'a [Payload],
+    codec: Video,
+    profile: Option<&str>,
+) -> Option<&'a Payload> {
+    let fmtp = |p: &Payload| attribute(section, "fmtp", &p.pt).unwrap_or_default();
+    let mode1 = |p: &Payload| fmtp(p).contains("packetization-mode=1");
+    let name = |p: &Payload| {
+        fmtp(p)
+            .split(';')
+            .find_map(|kv| kv.trim().strip_prefix("profile-level-id="))
+            .and_then(h264_profile_name)
+    };
+    let mut of_codec = all
+        .iter()
+        .filter(|p| Video::parse(&p.encoding) == Some(codec));
+    match codec {
+        Video::H264 => of_codec
+            .clone()
+            .find(|p| mode1(p) && profile.is_some_and(|want| name(p) == Some(want)))
+            .or_else(|| of_codec.find(|p| mode1(p))),
+        _ => of_codec.next(),
     }
-    join_lines(&out)
 }
 
 /// The `a=mid:` of each media section, in order.
@@ -278,10 +295,20 @@ fn mids(lines: &[&str]) -> Vec<Option<String>> {
 /// with other sections than the offer's (more, fewer, other mids) is an
 /// error: every peer rejects it, so it must never be sent.
 pub fn align_answer(offer: &str, answer: &str) -> Result<String, String> {
-    let offer_lines = split_lines(offer);
     let answer_lines = split_lines(answer);
-    let wanted = mids(&offer_lines);
+    let wanted = mids(&split_lines(offer));
     let have = mids(&answer_lines);
+    same_sections(&wanted, &have)?;
+    // Without mids only the count can be checked.
+    if wanted == have || wanted.iter().any(Option::is_none) {
+        return Ok(answer.to_owned());
+    }
+    Ok(in_order(&answer_lines, &wanted))
+}
+
+/// Whether an answer's media sections (their mids, `have`) are the offer's
+/// (`wanted`), in any order; what differs when they are not.
+fn same_sections(wanted: &[Option<String>], have: &[Option<String>]) -> Result<(), String> {
     let show = |mids: &[Option<String>]| {
         mids.iter()
             .map(|m| m.as_deref().unwrap_or("?"))
@@ -292,27 +319,29 @@ pub fn align_answer(offer: &str, answer: &str) -> Result<String, String> {
         return Err(format!(
             "the answer has {} media sections ({}) for the offer's {} ({})",
             have.len(),
-            show(&have),
+            show(have),
             wanted.len(),
-            show(&wanted)
+            show(wanted)
         ));
     }
     if wanted.iter().any(Option::is_none) {
-        // Without mids only the count can be checked.
-        return Ok(answer.to_owned());
+        return Ok(());
     }
     let same_set =
         wanted.iter().all(|m| have.contains(m)) && have.iter().all(|m| wanted.contains(m));
     if !same_set {
         return Err(format!(
             "the answer's media sections ({}) are not the offer's ({})",
-            show(&have),
-            show(&wanted)
+            show(have),
+            show(wanted)
         ));
     }
-    if wanted == have {
-        return Ok(answer.to_owned());
-    }
+    Ok(())
+}
+
+/// The answer with its media sections (and its BUNDLE group) in the order
+/// of the mids in `wanted`.
+fn in_order(answer_lines: &[&str], wanted: &[Option<String>]) -> String {
     let first = answer_lines
         .iter()
         .position(|l| l.starts_with("m="))
@@ -320,7 +349,7 @@ pub fn align_answer(offer: &str, answer: &str) -> Result<String, String> {
     let mut sections: Vec<(Option<String>, &[&str])> = Vec::new();
     let mut i = first;
     while i < answer_lines.len() {
-        let section = section_lines(&answer_lines, i);
+        let section = section_lines(answer_lines, i);
         let mid = section
             .iter()
             .find_map(|l| l.strip_prefix("a=mid:"))
@@ -336,12 +365,12 @@ pub fn align_answer(offer: &str, answer: &str) -> Result<String, String> {
             None => (*l).to_owned(),
         })
         .collect();
-    for mid in &wanted {
+    for mid in wanted {
         if let Some((_, section)) = sections.iter().find(|(m, _)| m == mid) {
             out.extend(section.iter().map(|l| (*l).to_owned()));
         }
     }
-    Ok(join_lines(&out))
+    join_lines(&out)
 }
 
 #[cfg(test)]

@@ -379,9 +379,15 @@ fn a_viewer_that_never_connects_is_ended() {
     assert!(header(&headers, "location").is_some());
     assert_eq!(body.matches("\r\nm=").count(), 2, "{body}");
     let answered = Instant::now();
-    wait::until("the dead viewer's session to end", TIMEOUT, || {
-        !server.sessions().iter().any(|(kind, _)| *kind == "whep")
-    });
+    // The session leaves the list just before it is counted: wait for both.
+    wait::until(
+        "the dead viewer's session to end and be counted",
+        TIMEOUT,
+        || {
+            !server.sessions().iter().any(|(kind, _)| *kind == "whep")
+                && server.never_connected() > 0
+        },
+    );
     eprintln!(
         "a viewer that never connected was ended {:?} after its answer",
         answered.elapsed()
