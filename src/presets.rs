@@ -7,8 +7,6 @@
 //! runs the same string with both plugins built in, and adds what a
 //! description cannot say (EOS when a WebRTC peer leaves).
 
-use std::fmt::Write as _;
-
 /// Where the MoQ side goes: the embedded relay of `moq-gateway relay`,
 /// whose certificate is pinned through its `/certificate.sha256`.
 pub const DEFAULT_RELAY: &str = "http://127.0.0.1:4443/anon";
@@ -199,65 +197,68 @@ fn quote(value: &str) -> String {
 
 /// The pipeline description of a preset.
 pub fn describe(preset: Preset, opts: &Options) -> String {
-    let relay = quote(&opts.relay);
-    let broadcast = quote(&opts.broadcast);
-    let video = opts.video;
-    let mut s = String::new();
     match preset {
-        Preset::WhipToMoq | Preset::WhepToMoq => {
-            let source = if preset == Preset::WhipToMoq {
-                format!(
-                    "whipserversrc name=webrtc signaller::host-addr={}",
-                    quote(&opts.webrtc_or(DEFAULT_WHIP_SERVER))
-                )
-            } else {
-                format!(
-                    "whepclientsrc name=webrtc signaller::whep-endpoint={}",
-                    quote(&opts.webrtc_or(&format!("{DEFAULT_WHEP_SERVER}/whep/endpoint")))
-                )
-            };
-            let _ = write!(
-                s,
-                "{source} stun-server={stun} video-codecs=\"<{codec}>\" audio-codecs=\"<OPUS>\" \
-                 moqsink name=moq url={relay} broadcast={broadcast} \
-                 webrtc.video_0 ! queue ! {chain} ! moq.video_0 \
-                 webrtc.audio_0 ! queue ! {AUDIO_INGEST_CHAIN} ! moq.audio_0",
-                stun = opts.stun(),
-                codec = video.webrtc_name(),
-                chain = video.ingest_chain(),
-            );
-        }
-        Preset::MoqToWhep | Preset::MoqToWhip => {
-            let sink = if preset == Preset::MoqToWhep {
-                format!(
-                    "whepserversink name=webrtc signaller::host-addr={}",
-                    quote(&opts.webrtc_or(DEFAULT_WHEP_SERVER))
-                )
-            } else {
-                format!(
-                    "whipclientsink name=webrtc signaller::whip-endpoint={}",
-                    quote(&opts.webrtc_or(&format!("{DEFAULT_WHIP_SERVER}/whip/endpoint")))
-                )
-            };
-            // Audio: Opus passes through; anything else (AAC) is decoded
-            // and the WebRTC sink encodes it to Opus. The queue after
-            // decodebin3 matters: a WebRTC sink's request pad must be linked
-            // while parsing, not from pad-added (webrtcsink renames a pad
-            // that gst_parse requested and released, then panics on it).
-            let _ = write!(
-                s,
-                "moqsrc name=moq url={relay} broadcast={broadcast} \
-                 {sink} stun-server={stun} congestion-control=disabled \
-                 video-caps={vcaps} audio-caps=audio/x-opus \
-                 moq.video_0 ! queue ! {vchain} ! webrtc.video_0 \
-                 moq.audio_0 ! queue ! decodebin3 caps=\"{AUDIO_EGRESS_CAPS}\" ! queue ! webrtc.audio_0",
-                stun = opts.stun(),
-                vcaps = video.egress_caps(),
-                vchain = video.egress_chain(),
-            );
-        }
+        Preset::WhipToMoq | Preset::WhepToMoq => describe_ingest(preset, opts),
+        Preset::MoqToWhep | Preset::MoqToWhip => describe_egress(preset, opts),
     }
-    s
+}
+
+/// WebRTC in (a WHIP server or a WHEP client), MoQ out.
+fn describe_ingest(preset: Preset, opts: &Options) -> String {
+    let source = if preset == Preset::WhipToMoq {
+        format!(
+            "whipserversrc name=webrtc signaller::host-addr={}",
+            quote(&opts.webrtc_or(DEFAULT_WHIP_SERVER))
+        )
+    } else {
+        format!(
+            "whepclientsrc name=webrtc signaller::whep-endpoint={}",
+            quote(&opts.webrtc_or(&format!("{DEFAULT_WHEP_SERVER}/whep/endpoint")))
+        )
+    };
+    format!(
+        "{source} stun-server={stun} video-codecs=\"<{codec}>\" audio-codecs=\"<OPUS>\" \
+         moqsink name=moq url={relay} broadcast={broadcast} \
+         webrtc.video_0 ! queue ! {chain} ! moq.video_0 \
+         webrtc.audio_0 ! queue ! {AUDIO_INGEST_CHAIN} ! moq.audio_0",
+        stun = opts.stun(),
+        codec = opts.video.webrtc_name(),
+        chain = opts.video.ingest_chain(),
+        relay = quote(&opts.relay),
+        broadcast = quote(&opts.broadcast),
+    )
+}
+
+/// MoQ in, WebRTC out (a WHEP server or a WHIP client).
+fn describe_egress(preset: Preset, opts: &Options) -> String {
+    let sink = if preset == Preset::MoqToWhep {
+        format!(
+            "whepserversink name=webrtc signaller::host-addr={}",
+            quote(&opts.webrtc_or(DEFAULT_WHEP_SERVER))
+        )
+    } else {
+        format!(
+            "whipclientsink name=webrtc signaller::whip-endpoint={}",
+            quote(&opts.webrtc_or(&format!("{DEFAULT_WHIP_SERVER}/whip/endpoint")))
+        )
+    };
+    // Audio: Opus passes through; anything else (AAC) is decoded and the
+    // WebRTC sink encodes it to Opus. The queue after decodebin3 matters: a
+    // WebRTC sink's request pad must be linked while parsing, not from
+    // pad-added (webrtcsink renames a pad that gst_parse requested and
+    // released, then panics on it).
+    format!(
+        "moqsrc name=moq url={relay} broadcast={broadcast} \
+         {sink} stun-server={stun} congestion-control=disabled \
+         video-caps={vcaps} audio-caps=audio/x-opus \
+         moq.video_0 ! queue ! {vchain} ! webrtc.video_0 \
+         moq.audio_0 ! queue ! decodebin3 caps=\"{AUDIO_EGRESS_CAPS}\" ! queue ! webrtc.audio_0",
+        stun = opts.stun(),
+        vcaps = opts.video.egress_caps(),
+        vchain = opts.video.egress_chain(),
+        relay = quote(&opts.relay),
+        broadcast = quote(&opts.broadcast),
+    )
 }
 
 #[cfg(test)]

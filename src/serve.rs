@@ -660,21 +660,10 @@ impl Gateway {
                 eprintln!("egress of {name}: cannot carry {}: {err:#}", pad.name());
             }
         });
-        let (pads_tx, pads) = once();
-        src.connect_no_more_pads(move |_| pads_tx());
-        // webrtcsink starts its signaller once every stream's codec
-        // discovery is done: that is when it can take an offer.
-        let (discovered_tx, discovered) = once();
-        signaller(&sink).connect("start", false, move |_| {
-            discovered_tx();
-            // The first handler's value ends the emission, so this stands in
-            // for the signaller's own start, which only opens its HTTP
-            // server: disabled here (host-addr ""), this server routes.
-            Some(false.to_value())
-        });
+        let ready = ready_signals(&src, &sink);
         self.follow_viewer(&sink, keyframes, &session.id);
         self.watch_bus(&session);
-        Ok((session, Ready { pads, discovered }))
+        Ok((session, ready))
     }
 
     /// Follows the viewer's connection on whepserversink: its keyframe is
@@ -759,30 +748,7 @@ impl Gateway {
                 }
             };
         }
-        let mut builder = with_cors(Response::builder().status(status));
-        if let Ok(headers) = reply.get::<gst::Structure>("headers") {
-            for (name, value) in headers.iter() {
-                let Ok(value) = value.get::<&str>() else {
-                    continue;
-                };
-                // The element's own resource path means nothing here.
-                if name.eq_ignore_ascii_case("location") {
-                    continue;
-                }
-                builder = builder.header(name.as_str(), value);
-            }
-        }
-        if status == StatusCode::CREATED {
-            builder = builder.header("Location", format!("/session/{}", session.id));
-        }
-        // A header the element made that HTTP cannot carry is its bug, not
-        // a reason to drop the connection.
-        builder.body(body).unwrap_or_else(|err| {
-            text_reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the WebRTC element's answer is not valid HTTP: {err}"),
-            )
-        })
+        element_reply(status, &reply, &session.id, body)
     }
 
     /// Ends an answered session whose peer never connects (its ICE or DTLS
@@ -968,6 +934,53 @@ fn parse_post(
     }
     let offer = sdp::fix_offer(offer);
     Ok((kind, broadcast, offer))
+}
+
+/// Our HTTP reply from the WebRTC element's: its status, body and
+/// headers, with our session's resource as the Location.
+fn element_reply(status: StatusCode, reply: &gst::Structure, id: &str, body: Vec<u8>) -> Reply {
+    let mut builder = with_cors(Response::builder().status(status));
+    if let Ok(headers) = reply.get::<gst::Structure>("headers") {
+        for (name, value) in headers.iter() {
+            let Ok(value) = value.get::<&str>() else {
+                continue;
+            };
+            // The element's own resource path means nothing here.
+            if name.eq_ignore_ascii_case("location") {
+                continue;
+            }
+            builder = builder.header(name.as_str(), value);
+        }
+    }
+    if status == StatusCode::CREATED {
+        builder = builder.header("Location", format!("/session/{id}"));
+    }
+    // A header the element made that HTTP cannot carry is its bug, not
+    // a reason to drop the connection.
+    builder.body(body).unwrap_or_else(|err| {
+        text_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the WebRTC element's answer is not valid HTTP: {err}"),
+        )
+    })
+}
+
+/// When an egress can take an offer: moqsrc has made its pads and
+/// whepserversink has finished its codec discovery.
+fn ready_signals(src: &gst::Element, sink: &gst::Element) -> Ready {
+    let (pads_tx, pads) = once();
+    src.connect_no_more_pads(move |_| pads_tx());
+    // webrtcsink starts its signaller once every stream's codec
+    // discovery is done: that is when it can take an offer.
+    let (discovered_tx, discovered) = once();
+    signaller(sink).connect("start", false, move |_| {
+        discovered_tx();
+        // The first handler's value ends the emission, so this stands in
+        // for the signaller's own start, which only opens its HTTP
+        // server: disabled here (host-addr ""), this server routes.
+        Some(false.to_value())
+    });
+    Ready { pads, discovered }
 }
 
 fn signaller(webrtc: &gst::Element) -> glib::Object {
