@@ -99,12 +99,60 @@ impl Video {
     }
 }
 
+/// Every codec a gateway carries, for a WebRTC sink that learns which one
+/// it sends only when the MoQ catalog arrives (serve mode).
+const ALL_VIDEO: [Video; 4] = [Video::H264, Video::Vp8, Video::Vp9, Video::H265];
+
 /// What sits between a WebRTC source's audio pad and moqsink: Opus only,
 /// depayloaded here like the video (see `Video::ingest_chain`).
 pub const AUDIO_INGEST_CHAIN: &str = "rtpopusdepay";
 /// What decodebin3 stops at in front of a WebRTC sink: Opus passes through,
 /// anything else (AAC) is decoded and the WebRTC sink encodes Opus.
 pub const AUDIO_EGRESS_CAPS: &str = "audio/x-opus;audio/x-raw";
+
+/// A WebRTC element's settings as (property, value in gst_parse's syntax):
+/// one list for a preset's text and for the elements serve mode builds, so
+/// the two gateways cannot drift apart.
+pub type Settings = Vec<(&'static str, String)>;
+
+/// The WebRTC source of an ingest: the video codec the gateway carries (none:
+/// audio only) and Opus, so the source never plugs a decoder.
+pub fn ingest_settings(video: Option<Video>, stun: Option<&str>) -> Settings {
+    vec![
+        ("stun-server", stun.unwrap_or_default().to_owned()),
+        (
+            "video-codecs",
+            format!("<{}>", video.map(Video::webrtc_name).unwrap_or_default()),
+        ),
+        ("audio-codecs", "<OPUS>".to_owned()),
+    ]
+}
+
+/// The WebRTC sink of an egress: it may send the codec that arrives (any the
+/// gateway carries when that is not known yet), so video is never
+/// re-encoded, and Opus; no congestion control, as there is no encoder of
+/// ours whose bitrate it could steer.
+pub fn egress_settings(video: Option<Video>, stun: Option<&str>) -> Settings {
+    let video_caps = match video {
+        Some(video) => video.egress_caps().to_owned(),
+        None => ALL_VIDEO.map(Video::egress_caps).join(";"),
+    };
+    vec![
+        ("stun-server", stun.unwrap_or_default().to_owned()),
+        ("congestion-control", "disabled".to_owned()),
+        ("video-caps", video_caps),
+        ("audio-caps", "audio/x-opus".to_owned()),
+    ]
+}
+
+/// Settings as they go into a pipeline description.
+fn settings_text(settings: &Settings) -> String {
+    settings
+        .iter()
+        .map(|(name, value)| format!("{name}={}", quote(value)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The four gateway directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,10 +224,6 @@ impl Options {
     fn webrtc_or(&self, default: &str) -> String {
         self.webrtc.clone().unwrap_or_else(|| default.to_owned())
     }
-
-    fn stun(&self) -> String {
-        quote(self.stun.as_deref().unwrap_or(""))
-    }
 }
 
 /// Quotes a property value for gst_parse_launch when it needs it.
@@ -217,12 +261,11 @@ fn describe_ingest(preset: Preset, opts: &Options) -> String {
         )
     };
     format!(
-        "{source} stun-server={stun} video-codecs=\"<{codec}>\" audio-codecs=\"<OPUS>\" \
+        "{source} {settings} \
          moqsink name=moq url={relay} broadcast={broadcast} \
          webrtc.video_0 ! queue ! {chain} ! moq.video_0 \
          webrtc.audio_0 ! queue ! {AUDIO_INGEST_CHAIN} ! moq.audio_0",
-        stun = opts.stun(),
-        codec = opts.video.webrtc_name(),
+        settings = settings_text(&ingest_settings(Some(opts.video), opts.stun.as_deref())),
         chain = opts.video.ingest_chain(),
         relay = quote(&opts.relay),
         broadcast = quote(&opts.broadcast),
@@ -249,12 +292,10 @@ fn describe_egress(preset: Preset, opts: &Options) -> String {
     // released, then panics on it).
     format!(
         "moqsrc name=moq url={relay} broadcast={broadcast} \
-         {sink} stun-server={stun} congestion-control=disabled \
-         video-caps={vcaps} audio-caps=audio/x-opus \
+         {sink} {settings} \
          moq.video_0 ! queue ! {vchain} ! webrtc.video_0 \
          moq.audio_0 ! queue ! decodebin3 caps=\"{AUDIO_EGRESS_CAPS}\" ! queue ! webrtc.audio_0",
-        stun = opts.stun(),
-        vcaps = opts.video.egress_caps(),
+        settings = settings_text(&egress_settings(Some(opts.video), opts.stun.as_deref())),
         vchain = opts.video.egress_chain(),
         relay = quote(&opts.relay),
         broadcast = quote(&opts.broadcast),

@@ -404,10 +404,6 @@ impl Gateway {
         }
     }
 
-    fn stun(&self) -> String {
-        self.opts.stun.clone().unwrap_or_default()
-    }
-
     fn start_ingest(
         self: &Arc<Self>,
         broadcast: &str,
@@ -452,14 +448,14 @@ impl Gateway {
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
         crate::webrtcbin::with_sender_timestamps(pipeline.upcast_ref());
         crate::trace::arrivals(&pipeline);
-        let video_codecs: Vec<&str> = video.map(Video::webrtc_name).into_iter().collect();
         let src = gst::ElementFactory::make("whipserversrc")
             .name("webrtc")
-            .property("stun-server", self.stun())
-            .property("video-codecs", gst::Array::new(video_codecs))
-            .property("audio-codecs", gst::Array::new(["OPUS"]))
             .build()
             .context("no whipserversrc")?;
+        apply(
+            &src,
+            presets::ingest_settings(video, self.opts.stun.as_deref()),
+        )?;
         // No listener of its own: this server hands it the offers.
         signaller(&src).set_property("host-addr", "");
         let sink = gst::ElementFactory::make("moqsink")
@@ -624,10 +620,13 @@ impl Gateway {
             .context("no moqsrc")?;
         let sink = gst::ElementFactory::make("whepserversink")
             .name("webrtc")
-            .property("stun-server", self.stun())
-            .property_from_str("congestion-control", "disabled")
             .build()
             .context("no whepserversink")?;
+        // The codec is the catalog's, known only once moqsrc has read it.
+        apply(
+            &sink,
+            presets::egress_settings(None, self.opts.stun.as_deref()),
+        )?;
         signaller(&sink).set_property("host-addr", "");
         pipeline.add_many([&src, &sink])?;
         crate::trace::egress(&sink, broadcast);
@@ -1006,6 +1005,19 @@ fn teardown(session: &Session) {
     eprintln!("session {} ({}) ended", session.id, session.broadcast);
 }
 
+/// Sets the presets' settings of a WebRTC element (see `presets::Settings`).
+fn apply(element: &gst::Element, settings: presets::Settings) -> anyhow::Result<()> {
+    for (name, text) in settings {
+        let pspec = element
+            .find_property(name)
+            .with_context(|| format!("{} has no property {name}", element.name()))?;
+        let value = glib::Value::deserialize_with_pspec(&text, &pspec)
+            .with_context(|| format!("{name}={text}"))?;
+        element.set_property_from_value(name, &value);
+    }
+    Ok(())
+}
+
 /// whipserversrc pad -> queue -> parser/caps -> moqsink.
 fn link_ingest(
     pipeline: &gst::Pipeline,
@@ -1174,6 +1186,47 @@ mod tests {
         assert_eq!(broadcast_name("a//b"), None);
         assert_eq!(broadcast_name("a?jwt=x"), None);
         assert_eq!(broadcast_name(&"x".repeat(201)), None);
+    }
+
+    /// The presets' settings fit the elements serve makes, including the
+    /// forms only serve uses (no video codec, any carried codec).
+    #[test]
+    fn preset_settings_apply_to_the_elements() {
+        crate::init().unwrap();
+        let src = gst::ElementFactory::make("whipserversrc").build().unwrap();
+        apply(&src, presets::ingest_settings(None, None)).unwrap();
+        assert!(src.property::<gst::Array>("video-codecs").is_empty());
+        apply(&src, presets::ingest_settings(Some(Video::Vp9), None)).unwrap();
+        let codecs = src.property::<gst::Array>("video-codecs");
+        assert_eq!(
+            codecs
+                .iter()
+                .map(|v| v.get::<String>().unwrap())
+                .collect::<Vec<_>>(),
+            ["VP9"]
+        );
+        let sink = gst::ElementFactory::make("whepserversink").build().unwrap();
+        apply(
+            &sink,
+            presets::egress_settings(None, Some("stun://127.0.0.1:3478")),
+        )
+        .unwrap();
+        let caps = sink.property::<gst::Caps>("video-caps");
+        assert_eq!(caps.size(), 4, "{caps}");
+        assert!(
+            caps.iter().all(|s| s.name().starts_with("video/x-")),
+            "{caps}"
+        );
+        assert_eq!(
+            sink.property::<gst::Caps>("audio-caps").to_string(),
+            "audio/x-opus"
+        );
+        assert_eq!(
+            sink.property::<Option<String>>("stun-server").as_deref(),
+            Some("stun://127.0.0.1:3478")
+        );
+        let bad = vec![("video-caps", "not caps ((".to_owned())];
+        assert!(apply(&sink, bad).is_err());
     }
 
     #[test]
