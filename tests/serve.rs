@@ -273,28 +273,31 @@ fn a_crowd_of_whep_viewers_all_play() {
         let last = viewers.iter().map(|(_, at)| *at).max().expect("viewers");
         let spread = last - first;
         let viewers: Vec<(Running, Counts)> = viewers.into_iter().map(|(v, _)| v).collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            for (viewer, _) in &viewers {
-                viewer.check();
-            }
-            let waiting = viewers
+        let waiting = || {
+            viewers
                 .iter()
                 .filter(|(_, c)| {
                     c.video.load(std::sync::atomic::Ordering::Relaxed) < 5
                         || c.audio.load(std::sync::atomic::Ordering::Relaxed) < 5
                 })
-                .count();
-            if waiting == 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: {waiting} of {VIEWERS} viewers (joined within {spread:?}) \
-                 decoded nothing after 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .count()
+        };
+        wait::until_else(
+            Duration::from_secs(60),
+            || {
+                for (viewer, _) in &viewers {
+                    viewer.check();
+                }
+                waiting() == 0
+            },
+            || {
+                format!(
+                    "round {round}: {} of {VIEWERS} viewers (joined within {spread:?}) \
+                     decoded nothing after 60 s",
+                    waiting()
+                )
+            },
+        );
         eprintln!(
             "round {round}: {VIEWERS} viewers joined within {spread:?}, all decoding after {:?}",
             joined.elapsed()

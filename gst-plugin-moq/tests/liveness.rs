@@ -65,27 +65,21 @@ impl Stream {
         self.frames.load(Ordering::Relaxed)
     }
 
-    /// Waits until `done` holds, panicking on an ERROR from either side;
-    /// returns how long it took, or `None` after `timeout`. The WARNINGs
-    /// seen go to `warnings`.
+    /// Waits until `done` holds and returns how long it took, panicking on
+    /// an ERROR from either side or, naming `what`, after `timeout`. The
+    /// WARNINGs seen go to `warnings`.
     fn wait(
         &self,
+        what: &str,
         timeout: Duration,
         warnings: &mut Vec<String>,
         mut done: impl FnMut(&Stream, &[String]) -> bool,
-    ) -> Option<Duration> {
-        let start = Instant::now();
-        loop {
+    ) -> Duration {
+        wait::until(what, timeout, || {
             warnings.extend(no_error(&self.publisher, "publisher"));
             warnings.extend(no_error(&self.subscriber, "subscriber"));
-            if done(self, warnings) {
-                return Some(start.elapsed());
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            done(self, warnings)
+        })
     }
 
     fn element(&self, name: &str) -> gst::Element {
@@ -110,11 +104,12 @@ fn playback_resumes_after_a_relay_crash() {
     let mut relay = Process::start("playback_resumes_after_a_relay_crash").expect("relay starts");
     let stream = Stream::start(&relay.url(), &relay.url(), &unique_broadcast("crash"));
     let mut warnings = Vec::new();
-    stream
-        .wait(Duration::from_secs(30), &mut warnings, |s, _| {
-            s.frames() >= 30
-        })
-        .expect("frames through the relay process");
+    stream.wait(
+        "frames through the relay process",
+        Duration::from_secs(30),
+        &mut warnings,
+        |s, _| s.frames() >= 30,
+    );
 
     // When each element first says it lost the relay.
     let lost_at: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
@@ -134,11 +129,12 @@ fn playback_resumes_after_a_relay_crash() {
     std::thread::sleep(Duration::from_secs(2));
     relay.restart().expect("relay starts again");
     let before = stream.frames();
-    let resumed = stream
-        .wait(Duration::from_secs(30), &mut warnings, |s, _| {
-            s.frames() >= before + 10
-        })
-        .expect("playback resumes");
+    let resumed = stream.wait(
+        "playback resumes",
+        Duration::from_secs(30),
+        &mut warnings,
+        |s, _| s.frames() >= before + 10,
+    );
     let noticed: Vec<Duration> = lost_at
         .lock()
         .unwrap()
@@ -158,11 +154,12 @@ fn playback_resumes_after_a_relay_crash() {
         resumed < Duration::from_secs(8),
         "playback resumed only {resumed:?} after the relay was back"
     );
-    stream
-        .wait(Duration::from_secs(5), &mut warnings, |_, _| {
-            status(&sink) == "connected" && status(&src) == "connected"
-        })
-        .expect("both reconnected");
+    stream.wait(
+        "both reconnected",
+        Duration::from_secs(5),
+        &mut warnings,
+        |_, _| status(&sink) == "connected" && status(&src) == "connected",
+    );
 }
 
 #[test]
@@ -183,21 +180,23 @@ fn a_publisher_gone_silent_is_dropped_and_played_again() {
         &unique_broadcast("silent"),
     );
     let mut warnings = Vec::new();
-    stream
-        .wait(Duration::from_secs(30), &mut warnings, |s, _| {
-            s.frames() >= 30
-        })
-        .expect("frames through the proxy");
+    stream.wait(
+        "frames through the proxy",
+        Duration::from_secs(30),
+        &mut warnings,
+        |s, _| s.frames() >= 30,
+    );
 
     // The publisher's link blackholes: the relay hears nothing more from it
     // and, after the idle timeout the publisher asked for, drops it and
     // with it the broadcast, which the subscriber reports.
     proxy.cut(true);
-    let lost = stream
-        .wait(Duration::from_secs(20), &mut warnings, |_, w| {
-            w.iter().any(|w| w.contains("Lost broadcast"))
-        })
-        .expect("the subscriber reports the broadcast lost");
+    let lost = stream.wait(
+        "the subscriber reports the broadcast lost",
+        Duration::from_secs(20),
+        &mut warnings,
+        |_, w| w.iter().any(|w| w.contains("Lost broadcast")),
+    );
     eprintln!("publisher cut off: the subscriber reported it lost after {lost:?}");
     assert!(
         lost < Duration::from_secs(8),
@@ -206,11 +205,12 @@ fn a_publisher_gone_silent_is_dropped_and_played_again() {
 
     proxy.cut(false);
     let before = stream.frames();
-    let resumed = stream
-        .wait(Duration::from_secs(20), &mut warnings, |s, _| {
-            s.frames() >= before + 10
-        })
-        .expect("playback resumes when the publisher is back");
+    let resumed = stream.wait(
+        "playback resumes when the publisher is back",
+        Duration::from_secs(20),
+        &mut warnings,
+        |s, _| s.frames() >= before + 10,
+    );
     eprintln!("link back: 10 frames played {resumed:?} later");
     assert!(
         resumed < Duration::from_secs(8),

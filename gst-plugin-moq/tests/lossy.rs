@@ -9,7 +9,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::proxy::{Impairment, Proxy};
 use common::*;
@@ -90,17 +90,14 @@ impl Link {
     }
 
     fn wait_frames(&self, n: usize, timeout: Duration) -> Duration {
-        let start = Instant::now();
-        while self.frames() < n {
-            self.no_error();
-            assert!(
-                start.elapsed() < timeout,
-                "only {} of {n} frames within {timeout:?}",
-                self.frames()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        start.elapsed()
+        wait::until_else(
+            timeout,
+            || {
+                self.no_error();
+                self.frames() >= n
+            },
+            || format!("only {} of {n} frames within {timeout:?}", self.frames()),
+        )
     }
 
     fn no_error(&self) {

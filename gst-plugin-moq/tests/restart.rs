@@ -33,21 +33,13 @@ fn counting_subscriber(url: &str, broadcast: &str) -> (gst::Pipeline, Arc<Atomic
 }
 
 fn wait_frames(pipeline: &gst::Pipeline, count: &AtomicU64, n: u64, timeout: Duration) -> Duration {
-    let start = Instant::now();
     let bus = pipeline.bus().unwrap();
-    while count.load(Ordering::Relaxed) < n {
-        assert!(
-            start.elapsed() < timeout,
-            "fewer than {n} frames within {timeout:?}"
-        );
-        if let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(20),
-            &[gst::MessageType::Error],
-        ) {
+    wait::until(&format!("{n} frames"), timeout, || {
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
             panic!("subscriber error: {msg:?}");
         }
-    }
-    start.elapsed()
+        count.load(Ordering::Relaxed) >= n
+    })
 }
 
 #[test]

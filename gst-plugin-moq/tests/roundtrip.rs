@@ -154,20 +154,13 @@ fn wait_for(
     what: &str,
     done: impl Fn(&HashMap<String, Track>) -> bool,
 ) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let bus = sub.bus().unwrap();
-    while !done(&tracks.lock().unwrap()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        if let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(50),
-            &[gst::MessageType::Error],
-        ) {
+    wait::until(what, Duration::from_secs(20), || {
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
             panic!("subscriber error: {msg:?}");
         }
-    }
+        done(&tracks.lock().unwrap())
+    });
 }
 
 fn sink_props(broadcast: &str) -> String {
