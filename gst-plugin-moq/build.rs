@@ -1,3 +1,3 @@
 fn main() {
-    gst_plugin_version_helper::info()
+    gst_plugin_version_helper::info();
 }

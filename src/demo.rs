@@ -239,8 +239,10 @@ fn print_line(stats: &Stats, elapsed: Duration) {
         }
         track.latencies.clear();
         // Frames that never arrive must not pile up.
-        let cutoff = Instant::now() - Duration::from_secs(10);
-        track.sent_at.retain(|_, at| *at > cutoff);
+        // (Within 10 s of boot there is nothing that old.)
+        if let Some(cutoff) = Instant::now().checked_sub(Duration::from_secs(10)) {
+            track.sent_at.retain(|_, at| *at > cutoff);
+        }
     }
     println!("{line}");
 }

@@ -283,14 +283,13 @@ fn relay_or_embedded(
     relay: Option<String>,
     listen: SocketAddr,
 ) -> anyhow::Result<(Option<relay::EmbeddedRelay>, String)> {
-    Ok(match relay {
-        Some(url) => (None, url),
-        None => {
-            let relay = relay::EmbeddedRelay::start(listen)?;
-            let url = relay.url();
-            eprintln!("embedded MoQ relay on {} ({url})", relay.addr());
-            (Some(relay), url)
-        }
+    Ok(if let Some(url) = relay {
+        (None, url)
+    } else {
+        let relay = relay::EmbeddedRelay::start(listen)?;
+        let url = relay.url();
+        eprintln!("embedded MoQ relay on {} ({url})", relay.addr());
+        (Some(relay), url)
     })
 }
 

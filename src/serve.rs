@@ -705,7 +705,7 @@ impl Gateway {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tx = Mutex::new(Some(tx));
         let promise = gst::Promise::with_change_func(move |reply| {
-            let reply = reply.ok().flatten().map(|s| s.to_owned());
+            let reply = reply.ok().flatten().map(std::borrow::ToOwned::to_owned);
             if let Some(tx) = tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 let _ = tx.send(reply);
             }
@@ -728,7 +728,8 @@ impl Gateway {
         let status = reply
             .get::<u32>("status")
             .ok()
-            .and_then(|s| StatusCode::from_u16(s as u16).ok())
+            .and_then(|s| u16::try_from(s).ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut body = reply
             .get::<glib::Bytes>("body")
@@ -833,7 +834,7 @@ impl Gateway {
                     eprintln!(
                         "session {id}: {} ({})",
                         err.error(),
-                        err.src().map(|s| s.path_string()).unwrap_or_default()
+                        err.src().map(GstObjectExt::path_string).unwrap_or_default()
                     );
                     true
                 }

@@ -106,7 +106,9 @@ pub fn arrivals(pipeline: &gst::Pipeline) {
                 .and_then(|m| rtp_id(&m));
             if let Some(id) = id {
                 let now = Instant::now();
-                let mut arrivals = ARRIVALS.lock().unwrap_or_else(|e| e.into_inner());
+                let mut arrivals = ARRIVALS
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if arrivals.len() > 50_000 {
                     arrivals.retain(|_, t| now.duration_since(*t) < Duration::from_secs(5));
                 }
@@ -195,7 +197,9 @@ fn probe_payloader(pad: &gst::Pad, broadcast: String) {
                 return;
             };
             if let Some(id) = buffer.map_readable().ok().and_then(|m| rtp_id(&m)) {
-                let mut payloaded = PAYLOADED.lock().unwrap_or_else(|e| e.into_inner());
+                let mut payloaded = PAYLOADED
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if payloaded.len() > 50_000 {
                     payloaded.clear();
                 }
@@ -217,7 +221,7 @@ fn probe_wire(pad: &gst::Pad) {
             let frame = id.and_then(|id| {
                 PAYLOADED
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&id)
             });
             if let Some((broadcast, ts)) = frame {
@@ -233,7 +237,9 @@ fn stamp(broadcast: &str, ts_us: u64, stage: Stage) {
 }
 
 fn stamp_at(broadcast: &str, ts_us: u64, stage: Stage, now: Instant) {
-    let mut traces = TRACES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut traces = TRACES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let trace = traces.entry(broadcast.to_owned()).or_default();
     let since = *trace.since.get_or_insert(now);
     let slot = &mut trace.frames.entry(ts_us).or_default()[stage as usize];
@@ -302,7 +308,7 @@ pub fn probe(pad: &gst::Pad, broadcast: &str, stage: Stage) {
                         .downcast_ref::<gst::ClockTime>()
                         .and_then(|s| s.to_running_time(buffer.pts()))
                 })
-                .map(|t| t.useconds()),
+                .map(gst::ClockTime::useconds),
             Stage::MoqSrc | Stage::WhepSink => moq_timestamp(buffer),
         };
         if let Some(ts) = ts {
@@ -314,7 +320,7 @@ pub fn probe(pad: &gst::Pad, broadcast: &str, stage: Stage) {
                     .and_then(|id| {
                         ARRIVALS
                             .lock()
-                            .unwrap_or_else(|e| e.into_inner())
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .remove(&id)
                     });
                 if let Some(arrived) = arrived {

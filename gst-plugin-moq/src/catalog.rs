@@ -284,7 +284,7 @@ pub fn video_hints(caps: &gst::CapsRef) -> VideoHints {
         .get::<gst::Fraction>("framerate")
         .ok()
         .filter(|f| f.numer() > 0 && f.denom() > 0)
-        .map(|f| f.numer() as f64 / f.denom() as f64);
+        .map(|f| f64::from(f.numer()) / f64::from(f.denom()));
     VideoHints {
         width: positive_int(s, "width").ok().flatten(),
         height: positive_int(s, "height").ok().flatten(),
@@ -381,7 +381,7 @@ fn opus_format(s: &gst::StructureRef) -> Result<SinkFormat, CapsError> {
 
 fn aac_format(s: &gst::StructureRef) -> Result<SinkFormat, CapsError> {
     let version = s.get_optional::<i32>("mpegversion").ok().flatten();
-    if !matches!(version, Some(2) | Some(4)) {
+    if !matches!(version, Some(2 | 4)) {
         return Err(caps_error!(
             "audio/mpeg mpegversion={} is not supported: only AAC (mpegversion=4)",
             version
@@ -407,12 +407,11 @@ fn with_video_size(
     config: &VideoConfig,
 ) -> gst::caps::Builder<gst::caps::NoFeature> {
     if let (Some(w), Some(h)) = (config.coded_width, config.coded_height)
+        && let (Ok(w), Ok(h)) = (i32::try_from(w), i32::try_from(h))
         && w > 0
         && h > 0
-        && w <= i32::MAX as u32
-        && h <= i32::MAX as u32
     {
-        b = b.field("width", w as i32).field("height", h as i32);
+        b = b.field("width", w).field("height", h);
     }
     b
 }
@@ -520,12 +519,15 @@ pub fn audio_caps(config: &AudioConfig) -> Result<gst::Caps, CapsError> {
 fn aac_config(profile: u8, sample_rate: u32, channels: i32) -> Result<Bytes, CapsError> {
     let index = aac_frequency_index(sample_rate)
         .ok_or_else(|| caps_error!("AAC rate {sample_rate} has no AudioSpecificConfig index"))?;
-    if profile == 0 || profile > 31 || channels > 7 {
+    // Channel configurations 0-7 fit the 4 bits; a negative count from bad
+    // caps must not spill into the other fields.
+    let config = u16::try_from(channels).ok().filter(|c| *c <= 7);
+    let (Some(config), 1..=31) = (config, profile) else {
         return Err(caps_error!(
             "AAC profile {profile} with {channels} channels needs a description"
         ));
-    }
-    let bits: u16 = (u16::from(profile) << 11) | (u16::from(index) << 7) | ((channels as u16) << 3);
+    };
+    let bits: u16 = (u16::from(profile) << 11) | (u16::from(index) << 7) | (config << 3);
     Ok(Bytes::copy_from_slice(&bits.to_be_bytes()))
 }
 
@@ -785,5 +787,11 @@ mod tests {
         let map = asc.map_readable().unwrap();
         // AAC-LC (2), 44.1 kHz (index 4), stereo: 0x12 0x10.
         assert_eq!(map.as_slice(), &[0x12, 0x10]);
+        // Fields that do not fit their bits are refused, not spilled over.
+        assert!(aac_config(2, 44100, -1).is_err());
+        assert!(aac_config(2, 44100, 8).is_err());
+        assert!(aac_config(0, 44100, 2).is_err());
+        assert!(aac_config(32, 44100, 2).is_err());
+        assert_eq!(&aac_config(31, 44100, 7).unwrap()[..], &[0xfa, 0x38]);
     }
 }

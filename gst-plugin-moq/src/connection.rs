@@ -412,10 +412,10 @@ pub fn set_property(settings: &mut Settings, value: &glib::Value, pspec: &glib::
                 .get::<Option<String>>()
                 .ok()
                 .flatten()
-                .unwrap_or_else(|| DEFAULT_MOQ_VERSION.to_string())
+                .unwrap_or_else(|| DEFAULT_MOQ_VERSION.to_string());
         }
         "connect-timeout" => {
-            settings.connect_timeout_ms = value.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)
+            settings.connect_timeout_ms = value.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS);
         }
         "idle-timeout" => settings.idle_timeout_ms = value.get().unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
         "keep-alive" => settings.keep_alive_ms = value.get().unwrap_or(DEFAULT_KEEP_ALIVE_MS),
@@ -529,9 +529,9 @@ impl StatusCell {
     fn snapshot(&self) -> Option<moq_tokio::connection::Snapshot> {
         self.monitor
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            .and_then(|m| m.snapshot())
+            .and_then(moq_tokio::connection::Monitor::snapshot)
     }
 
     /// The wire version of the live session, if connected.
@@ -562,7 +562,12 @@ impl StatusCell {
     pub fn set(&self, status: Status) {
         self.status.store(status as i32, Ordering::SeqCst);
         match status {
-            Status::Idle => *self.monitor.lock().unwrap_or_else(|e| e.into_inner()) = None,
+            Status::Idle => {
+                *self
+                    .monitor
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None
+            }
             Status::Connected => self.connected.notify_waiters(),
             _ => {}
         }
@@ -593,7 +598,10 @@ pub async fn monitor<E: IsA<gst::Element>>(
 ) -> Option<moq_tokio::Error> {
     status.set(Status::Connecting);
     let mut was_connected = false;
-    *status.monitor.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection.monitor());
+    *status
+        .monitor
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection.monitor());
     loop {
         let (next, err) = match connection.status().await {
             Ok(moq_tokio::connection::Status::Connected) => (Status::Connected, None),
@@ -604,7 +612,7 @@ pub async fn monitor<E: IsA<gst::Element>>(
         if let Some(obj) = element.upgrade() {
             match next {
                 Status::Connected => {
-                    gst::info!(cat, obj = obj, "connected to {}", target.display_url())
+                    gst::info!(cat, obj = obj, "connected to {}", target.display_url());
                 }
                 Status::Reconnecting => {
                     gst::warning!(
@@ -612,7 +620,7 @@ pub async fn monitor<E: IsA<gst::Element>>(
                         obj = obj,
                         "lost {}, reconnecting",
                         target.display_url()
-                    )
+                    );
                 }
                 _ => {}
             }

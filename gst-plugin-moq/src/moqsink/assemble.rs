@@ -113,7 +113,7 @@ impl Assembler {
                         keyframe: !delta,
                         picture,
                         parts: vec![payload],
-                    })
+                    });
                 }
                 None => push.dropped = true,
             }

@@ -90,11 +90,15 @@ pub struct MoqSink {
 
 impl MoqSink {
     fn settings(&self) -> MutexGuard<'_, Settings> {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn session(&self) -> MutexGuard<'_, Option<Session>> {
-        self.session.lock().unwrap_or_else(|e| e.into_inner())
+        self.session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn log(&self) -> log::Scope {
@@ -656,7 +660,7 @@ impl ObjectImpl for MoqSink {
         match pspec.name() {
             "max-group-duration" => {
                 settings.max_group_duration_ms =
-                    value.get().unwrap_or(DEFAULT_MAX_GROUP_DURATION_MS)
+                    value.get().unwrap_or(DEFAULT_MAX_GROUP_DURATION_MS);
             }
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
             _ => {}
@@ -730,7 +734,10 @@ impl ElementImpl for MoqSink {
         };
         let pad = Self::make_pad(templ, &name);
         {
-            let mut next = self.next_index.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = self
+                .next_index
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *pad.imp().track() = Track::new(*next, TrackKind::of_pad_name(&prefix));
             *next += 1;
         }
@@ -783,15 +790,15 @@ impl ChildProxyImpl for MoqSink {
             .sink_pads()
             .into_iter()
             .nth(index as usize)
-            .map(|p| p.upcast())
+            .map(Cast::upcast)
     }
 
     fn children_count(&self) -> u32 {
-        self.obj().num_sink_pads() as u32
+        u32::from(self.obj().num_sink_pads())
     }
 
     fn child_by_name(&self, name: &str) -> Option<glib::Object> {
-        self.obj().static_pad(name).map(|p| p.upcast())
+        self.obj().static_pad(name).map(Cast::upcast)
     }
 }
 

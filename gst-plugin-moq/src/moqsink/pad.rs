@@ -28,12 +28,17 @@ impl MoqSinkPad {
     pub fn track(&self) -> MutexGuard<'_, Track> {
         // A poisoned lock only means a panic elsewhere already failed the
         // pipeline; the track itself is still usable.
-        self.track.lock().unwrap_or_else(|e| e.into_inner())
+        self.track
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether `caps` differ from the caps refused last, remembering them.
     pub fn first_refusal(&self, caps: &gst::CapsRef) -> bool {
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if refused.as_ref().is_some_and(|r| r.as_ref() == caps) {
             return false;
         }
@@ -44,7 +49,7 @@ impl MoqSinkPad {
     pub fn settings(&self) -> PadSettings {
         self.settings
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 }
@@ -83,7 +88,7 @@ impl ObjectImpl for MoqSinkPad {
             let name: Option<String> = value.get().unwrap_or_default();
             self.settings
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .track_name = name.filter(|n| !n.is_empty());
         }
     }

@@ -112,11 +112,15 @@ pub struct MoqSrc {
 
 impl MoqSrc {
     fn settings(&self) -> MutexGuard<'_, Settings> {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
@@ -294,7 +298,10 @@ impl MoqSrc {
                 )
             })
             .build();
-        *pad.imp().track.lock().unwrap_or_else(|e| e.into_inner()) = Some(track.to_string());
+        *pad.imp()
+            .track
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(track.to_string());
         Some(pad)
     }
 
@@ -310,7 +317,10 @@ impl MoqSrc {
                 return;
             };
             // This is a GStreamer streaming thread, never a tokio one.
-            let item = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+            let item = rx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .blocking_recv();
             element.imp().handle_item(&pad, item);
         })
         .ok()?;
@@ -368,7 +378,7 @@ impl MoqSrc {
             .imp()
             .continuity
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .next(timestamp_us);
         if let Some(jump) = jumped {
             gst::element_imp_warning!(
@@ -466,11 +476,11 @@ impl MoqSrc {
     /// again; every track's first frame carries DISCONT.
     pub(super) fn resubscribed(&self) {
         self.resubscriptions.fetch_add(1, Ordering::Relaxed);
-        for pad in self.state().pads.iter() {
+        for pad in &self.state().pads {
             pad.imp()
                 .continuity
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .reset();
         }
         self.timeline.reset();
@@ -565,10 +575,10 @@ impl ObjectImpl for MoqSrc {
         match pspec.name() {
             "latency" => settings.latency_ms = value.get().unwrap_or(DEFAULT_LATENCY_MS),
             "broadcast-timeout" => {
-                settings.waits.broadcast_ms = value.get().unwrap_or(DEFAULT_BROADCAST_TIMEOUT_MS)
+                settings.waits.broadcast_ms = value.get().unwrap_or(DEFAULT_BROADCAST_TIMEOUT_MS);
             }
             "catalog-timeout" => {
-                settings.waits.catalog_ms = value.get().unwrap_or(DEFAULT_CATALOG_TIMEOUT_MS)
+                settings.waits.catalog_ms = value.get().unwrap_or(DEFAULT_CATALOG_TIMEOUT_MS);
             }
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
             "rejoin-for-keyframes" => settings.rejoin_for_keyframes = value.get().unwrap_or(false),

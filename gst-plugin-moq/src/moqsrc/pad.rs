@@ -27,7 +27,10 @@ impl MoqSrcPad {
     /// can move earlier when another track shows a faster path (see
     /// `Timeline`), and a pad's timestamps must never go back.
     pub(super) fn monotonic(&self, pts: gst::ClockTime) -> gst::ClockTime {
-        let mut last = self.last_pts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self
+            .last_pts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let pts = last.map_or(pts, |l| pts.max(l));
         *last = Some(pts);
         pts
@@ -36,10 +39,13 @@ impl MoqSrcPad {
     /// The track starts over from an earlier frame (a rejoin): the next
     /// timestamps may go back, and the publisher's jumps are judged afresh.
     pub(super) fn start_over(&self) {
-        *self.last_pts.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .last_pts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         self.continuity
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .reset();
     }
 }
@@ -153,7 +159,7 @@ impl ObjectImpl for MoqSrcPad {
     fn property(&self, _id: usize, _pspec: &glib::ParamSpec) -> glib::Value {
         self.track
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .to_value()
     }

@@ -35,7 +35,10 @@ impl Rejoin {
     /// Asks the reader to subscribe again, unless it was asked less than
     /// `MIN_INTERVAL` before `now`; whether it was asked.
     pub fn ask(&self, now: Instant) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.is_some_and(|l| now.saturating_duration_since(l) < MIN_INTERVAL) {
             return false;
         }

@@ -102,7 +102,7 @@ pub(super) async fn contain_panics(
         let panic = err.into_panic();
         let why = panic
             .downcast_ref::<&str>()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
         if let Some(obj) = element.upgrade() {

@@ -93,7 +93,10 @@ impl Timeline {
     /// now (`None` without a clock: then it is not a measurement).
     pub fn running_time(&self, timestamp_us: u64, now: Option<gst::ClockTime>) -> gst::ClockTime {
         let ts = i64::try_from(timestamp_us).unwrap_or(i64::MAX);
-        let mut mapping = self.mapping.lock().unwrap_or_else(|e| e.into_inner());
+        let mut mapping = self
+            .mapping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(now) = now.map(signed_us) {
             let seen = now.saturating_sub(ts);
             match mapping.as_mut() {
@@ -108,7 +111,10 @@ impl Timeline {
 
     /// The next frame anchors the mapping again.
     pub fn reset(&self) {
-        *self.mapping.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .mapping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 }
 
