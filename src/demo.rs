@@ -36,11 +36,7 @@ pub struct Options {
 }
 
 fn kind(pad: &gst::Pad) -> &'static str {
-    if pad.name().starts_with("audio") {
-        "audio"
-    } else {
-        "video"
-    }
+    gstmoq::TrackKind::of_pad_name(&pad.name()).as_str()
 }
 
 /// p50 and p99 of `values`, sorted in place.

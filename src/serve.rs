@@ -1027,7 +1027,7 @@ fn link_ingest(
     video: Option<Video>,
     session: &Session,
 ) -> anyhow::Result<()> {
-    let is_video = pad.name().starts_with("video");
+    let is_video = gstmoq::TrackKind::of_pad_name(&pad.name()) == gstmoq::TrackKind::Video;
     let queue = gst::ElementFactory::make("queue").build()?;
     // The same chain the presets use, so both gateways carry alike.
     let chain = if is_video {
@@ -1121,7 +1121,7 @@ fn link_egress(
     keyframes: Arc<Keyframes>,
 ) -> anyhow::Result<()> {
     let broadcast = keyframes.broadcast.as_str();
-    let is_video = pad.name().starts_with("video");
+    let is_video = gstmoq::TrackKind::of_pad_name(&pad.name()) == gstmoq::TrackKind::Video;
     let queue = gst::ElementFactory::make("queue").build()?;
     pipeline.add(&queue)?;
     let target = sink
