@@ -303,6 +303,8 @@ fn a_crowd_of_whep_viewers_all_play() {
             joined.elapsed()
         );
         // Every viewer was answered before it decoded: past its connect wait.
+        // A deliberate pause, not a wait for an event: what is checked is
+        // that the never-connected watchdog (2 s) did NOT end anyone.
         std::thread::sleep(Duration::from_millis(2500));
         let watching = server
             .sessions()

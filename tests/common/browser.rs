@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Debian's Chromium (or `CHROMIUM=/path`), or `None` with a message when it
 /// is missing and `GST_MOQ_BROWSER_REQUIRED=1` (set by CI) is not.
@@ -126,18 +126,17 @@ impl Browser {
     /// Waits until `value(label)` reaches `want`; panics after `timeout`
     /// with the page's recent lines.
     pub fn wait_for(&self, label: &str, want: u64, timeout: Duration) -> Duration {
-        let start = Instant::now();
-        while self.value(label) < want {
-            assert!(
-                start.elapsed() < timeout,
-                "the page's {label} was {} after {:?}; its last lines: {:#?}",
-                self.value(label),
-                start.elapsed(),
-                self.recent(10)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        start.elapsed()
+        super::wait::until_else(
+            timeout,
+            || self.value(label) >= want,
+            || {
+                format!(
+                    "the page's {label} was {} after {timeout:?}; its last lines: {:#?}",
+                    self.value(label),
+                    self.recent(10)
+                )
+            },
+        )
     }
 }
 

@@ -13,7 +13,7 @@ pub mod wait;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gst::prelude::*;
 use moq_gateway::presets::Video;
@@ -153,28 +153,28 @@ pub fn count(pipeline: &gst::Pipeline) -> Counts {
 
 /// Waits until both counts reach `want`, checking every pipeline for errors.
 pub fn wait_for_frames(counts: &Counts, want: u64, timeout: Duration, running: &[&Running]) {
-    let start = Instant::now();
-    loop {
-        for r in running {
-            r.check();
-        }
-        let (v, a) = (
+    let read = || {
+        (
             counts.video.load(Ordering::Relaxed),
             counts.audio.load(Ordering::Relaxed),
-        );
-        if v >= want && a >= want {
-            eprintln!(
-                "{v} video frames, {a} audio buffers after {:?}",
-                start.elapsed()
-            );
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "after {timeout:?} only {v} decoded video frames and {a} audio buffers arrived"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        )
+    };
+    let took = wait::until_else(
+        timeout,
+        || {
+            for r in running {
+                r.check();
+            }
+            let (v, a) = read();
+            v >= want && a >= want
+        },
+        || {
+            let (v, a) = read();
+            format!("after {timeout:?} only {v} decoded video frames and {a} audio buffers arrived")
+        },
+    );
+    let (v, a) = read();
+    eprintln!("{v} video frames, {a} audio buffers after {took:?}");
 }
 
 pub fn encoder(video: Video) -> &'static str {
