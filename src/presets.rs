@@ -247,19 +247,36 @@ pub fn describe(preset: Preset, opts: &Options) -> String {
     }
 }
 
+/// A preset's WebRTC element, named `webrtc`, with where it listens (a
+/// server) or what it dials (a client).
+fn webrtc_element(preset: Preset, opts: &Options) -> String {
+    let (element, signaller, default) = match preset {
+        Preset::WhipToMoq => ("whipserversrc", "host-addr", DEFAULT_WHIP_SERVER.to_owned()),
+        Preset::MoqToWhep => (
+            "whepserversink",
+            "host-addr",
+            DEFAULT_WHEP_SERVER.to_owned(),
+        ),
+        Preset::WhepToMoq => (
+            "whepclientsrc",
+            "whep-endpoint",
+            format!("{DEFAULT_WHEP_SERVER}/whep/endpoint"),
+        ),
+        Preset::MoqToWhip => (
+            "whipclientsink",
+            "whip-endpoint",
+            format!("{DEFAULT_WHIP_SERVER}/whip/endpoint"),
+        ),
+    };
+    format!(
+        "{element} name=webrtc signaller::{signaller}={}",
+        quote(&opts.webrtc_or(&default))
+    )
+}
+
 /// WebRTC in (a WHIP server or a WHEP client), MoQ out.
 fn describe_ingest(preset: Preset, opts: &Options) -> String {
-    let source = if preset == Preset::WhipToMoq {
-        format!(
-            "whipserversrc name=webrtc signaller::host-addr={}",
-            quote(&opts.webrtc_or(DEFAULT_WHIP_SERVER))
-        )
-    } else {
-        format!(
-            "whepclientsrc name=webrtc signaller::whep-endpoint={}",
-            quote(&opts.webrtc_or(&format!("{DEFAULT_WHEP_SERVER}/whep/endpoint")))
-        )
-    };
+    let source = webrtc_element(preset, opts);
     format!(
         "{source} {settings} \
          moqsink name=moq url={relay} broadcast={broadcast} \
@@ -274,17 +291,7 @@ fn describe_ingest(preset: Preset, opts: &Options) -> String {
 
 /// MoQ in, WebRTC out (a WHEP server or a WHIP client).
 fn describe_egress(preset: Preset, opts: &Options) -> String {
-    let sink = if preset == Preset::MoqToWhep {
-        format!(
-            "whepserversink name=webrtc signaller::host-addr={}",
-            quote(&opts.webrtc_or(DEFAULT_WHEP_SERVER))
-        )
-    } else {
-        format!(
-            "whipclientsink name=webrtc signaller::whip-endpoint={}",
-            quote(&opts.webrtc_or(&format!("{DEFAULT_WHIP_SERVER}/whip/endpoint")))
-        )
-    };
+    let sink = webrtc_element(preset, opts);
     // Audio: Opus passes through; anything else (AAC) is decoded and the
     // WebRTC sink encodes it to Opus. The queue after decodebin3 matters: a
     // WebRTC sink's request pad must be linked while parsing, not from
