@@ -154,22 +154,30 @@ fn settings_text(settings: &Settings) -> String {
         .join(" ")
 }
 
-/// The four gateway directions.
+/// The four gateway directions, and a rendition ladder published from a
+/// test pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
     WhipToMoq,
     MoqToWhep,
     WhepToMoq,
     MoqToWhip,
+    Ladder,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 4] = [
+    pub const ALL: [Preset; 5] = [
         Preset::WhipToMoq,
         Preset::MoqToWhep,
         Preset::WhepToMoq,
         Preset::MoqToWhip,
+        Preset::Ladder,
     ];
+
+    /// Whether the preset has a WebRTC side (all but the ladder).
+    pub fn is_gateway(self) -> bool {
+        self != Preset::Ladder
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -177,6 +185,7 @@ impl Preset {
             Preset::MoqToWhep => "moq-to-whep",
             Preset::WhepToMoq => "whep-to-moq",
             Preset::MoqToWhip => "moq-to-whip",
+            Preset::Ladder => "ladder",
         }
     }
 
@@ -190,6 +199,9 @@ impl Preset {
             Preset::MoqToWhep => "WHEP viewers (browsers) watch a MoQ broadcast",
             Preset::WhepToMoq => "pull from a WHEP server into a MoQ broadcast",
             Preset::MoqToWhip => "push a MoQ broadcast to a WHIP server",
+            Preset::Ladder => {
+                "publish a test pattern as three renditions (720p, 360p, 180p) for adaptive players"
+            }
         }
     }
 }
@@ -244,13 +256,80 @@ pub fn describe(preset: Preset, opts: &Options) -> String {
     match preset {
         Preset::WhipToMoq | Preset::WhepToMoq => describe_ingest(preset, opts),
         Preset::MoqToWhep | Preset::MoqToWhip => describe_egress(preset, opts),
+        Preset::Ladder => describe_ladder(opts),
     }
+}
+
+/// The ladder's renditions: width, height, bitrate in kbit/s.
+pub const LADDER: [(u32, u32, u32); 3] = [(1280, 720, 2500), (640, 360, 800), (320, 180, 250)];
+/// Frames between keyframes in every rendition: a 2 s group at 30 fps.
+const LADDER_GOP: u32 = 60;
+
+impl Video {
+    /// An encoder for a rendition of the ladder, with a keyframe every
+    /// `LADDER_GOP` frames and none in between (no scene-cut keyframes),
+    /// so the renditions' groups start at the same frames.
+    fn ladder_encoder(self, kbps: u32) -> String {
+        match self {
+            Video::H264 => format!(
+                "x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} \
+                 key-int-max={LADDER_GOP} option-string=scenecut=0 ! h264parse"
+            ),
+            Video::H265 => format!(
+                "x265enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} \
+                 key-int-max={LADDER_GOP} option-string=scenecut=0 ! h265parse"
+            ),
+            Video::Vp8 => format!(
+                "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={} \
+                 keyframe-max-dist={LADDER_GOP}",
+                kbps * 1000
+            ),
+            Video::Vp9 => format!(
+                "vp9enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={} \
+                 keyframe-max-dist={LADDER_GOP}",
+                kbps * 1000
+            ),
+        }
+    }
+}
+
+/// One live test pattern (a moving zone plate, which encoders spend bits
+/// on the way they do on camera video; with a tone) scaled and encoded into the
+/// `LADDER` renditions, all published by one moqsink: the video tracks of
+/// one broadcast are renditions of one source in its catalog, with their
+/// measured bitrates. moqsink passes a keyframe request of one rendition to
+/// all, which keeps the groups aligned.
+fn describe_ladder(opts: &Options) -> String {
+    let (width, height, _) = LADDER[0];
+    let rungs: Vec<String> = LADDER
+        .iter()
+        .enumerate()
+        .map(|(i, (w, h, kbps))| {
+            format!(
+                "src. ! queue ! videoscale ! video/x-raw,width={w},height={h} ! {} ! moq.video_{i}",
+                opts.video.ladder_encoder(*kbps)
+            )
+        })
+        .collect();
+    format!(
+        "moqsink name=moq url={relay} broadcast={broadcast} \
+         videotestsrc is-live=true pattern=zone-plate kx2=20 ky2=20 kt=1 \
+         ! video/x-raw,width={width},height={height},framerate=30/1 ! tee name=src \
+         {rungs} \
+         audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 \
+         ! opusenc ! moq.audio_0",
+        rungs = rungs.join(" "),
+        relay = quote(&opts.relay),
+        broadcast = quote(&opts.broadcast),
+    )
 }
 
 /// A preset's WebRTC element, named `webrtc`, with where it listens (a
 /// server) or what it dials (a client).
+/// The ladder has none: it is empty.
 fn webrtc_element(preset: Preset, opts: &Options) -> String {
     let (element, signaller, default) = match preset {
+        Preset::Ladder => return String::new(),
         Preset::WhipToMoq => ("whipserversrc", "host-addr", DEFAULT_WHIP_SERVER.to_owned()),
         Preset::MoqToWhep => (
             "whepserversink",
@@ -331,10 +410,12 @@ mod tests {
             let text = describe(preset, &Options::default());
             assert!(text.contains("url=http://127.0.0.1:4443/anon"), "{text}");
             assert!(text.contains("broadcast=live"), "{text}");
-            assert!(
-                text.contains("name=webrtc") && text.contains("name=moq"),
-                "{text}"
-            );
+            assert_eq!(text.contains("name=webrtc"), preset.is_gateway(), "{text}");
+            assert!(text.contains("name=moq"), "{text}");
+        }
+        let ladder = describe(Preset::Ladder, &Options::default());
+        for pad in ["moq.video_0", "moq.video_1", "moq.video_2", "moq.audio_0"] {
+            assert!(ladder.contains(pad), "{ladder}");
         }
         assert_eq!(Preset::parse("moq-to-nowhere"), None);
     }

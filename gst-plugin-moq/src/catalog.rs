@@ -122,6 +122,8 @@ pub struct VideoHints {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub framerate: Option<f64>,
+    /// Bits per second, when the application says (else moq-mux measures).
+    pub bitrate: Option<u64>,
     pub h264: Option<hang::catalog::H264>,
 }
 
@@ -289,6 +291,7 @@ pub fn video_hints(caps: &gst::CapsRef) -> VideoHints {
         width: positive_int(s, "width").ok().flatten(),
         height: positive_int(s, "height").ok().flatten(),
         framerate,
+        bitrate: None,
         h264: h264_codec(caps),
     }
 }
@@ -709,6 +712,7 @@ mod tests {
                 width: Some(1280),
                 height: Some(720),
                 framerate: Some(30.0),
+                bitrate: None,
                 h264: None,
             }
         );

@@ -544,6 +544,12 @@ impl StatusCell {
         self.snapshot().and_then(|s| s.stats.rtt)
     }
 
+    /// The relay's estimate of what it can send us (moq-lite's PROBE), if
+    /// connected and a reader asked for it.
+    pub fn recv_rate(&self) -> Option<moq_net::bandwidth::Rate> {
+        self.snapshot().and_then(|s| s.stats.estimated_recv_rate)
+    }
+
     /// Times the connection was lost and established again.
     pub fn reconnects(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)

@@ -470,7 +470,7 @@ fn hostile_frames_are_warnings() {
         ],
     );
     let p = pipeline(&format!(
-        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true \
+        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true renditions-per-pad=true \
          src.audio_0 ! fakesink name=jumpy sync=false async=false \
          src.audio_1 ! fakesink sync=false async=false \
          src.audio_2 ! fakesink sync=false async=false",
@@ -600,7 +600,7 @@ fn track_ending_mid_group() {
         ],
     );
     let p = pipeline(&format!(
-        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true \
+        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true renditions-per-pad=true \
          src.audio_0 ! fakesink name=cut sync=false async=false \
          src.audio_1 ! fakesink name=good sync=false async=false",
         RELAY.url()

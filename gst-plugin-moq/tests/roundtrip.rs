@@ -615,6 +615,7 @@ fn a_blocked_pad_does_not_hold_up_the_catalog() {
     ));
     let sub = gst::Pipeline::new();
     let src = moqsrc(&broadcast);
+    src.set_property("renditions-per-pad", true);
     sub.add(&src).unwrap();
     // Widths of the caps reaching each pad's sink, by moqsrc pad name.
     let widths: Arc<Mutex<HashMap<String, Vec<i32>>>> = Arc::default();

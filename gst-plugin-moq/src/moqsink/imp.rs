@@ -327,7 +327,9 @@ impl MoqSink {
             Ok(format) => format,
             Err(err) => return refuse(&err),
         };
-        let hints = catalog::video_hints(caps);
+        let mut hints = catalog::video_hints(caps);
+        let bitrate = pad.imp().settings().bitrate;
+        hints.bitrate = (bitrate > 0).then_some(bitrate);
         let Some((broadcast, catalog)) = self
             .session()
             .as_ref()
@@ -483,11 +485,7 @@ impl MoqSink {
         // Messages and upstream events go out with no lock held.
         self.post_reports(pad, written.reports);
         if written.request_keyframe {
-            gst::debug!(CAT, obj = pad, "requesting a keyframe upstream");
-            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
-                .all_headers(true)
-                .build();
-            pad.push_event(event);
+            self.request_keyframes(pad);
         }
         match written.result {
             Ok(()) => Ok(gst::FlowSuccess::Ok),
@@ -495,6 +493,28 @@ impl MoqSink {
             Err(Refused::NotNegotiated) => Err(gst::FlowError::NotNegotiated),
             Err(Refused::Error) => Err(gst::FlowError::Error),
         }
+    }
+
+    /// Asks upstream of `pad` for a keyframe, and of every other video pad
+    /// too: the video tracks of a broadcast are renditions of one source,
+    /// and players switch between them at group starts, so a group that
+    /// starts in one rendition starts in all (with encoders fed the same
+    /// frames, as a ladder's are).
+    fn request_keyframes(&self, pad: &MoqSinkPad) {
+        gst::debug!(CAT, obj = pad, "requesting a keyframe upstream");
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        let video = pad.imp().track().kind() == TrackKind::Video;
+        for other in self.obj().sink_pads() {
+            let aligned = video
+                && other != *pad.upcast_ref::<gst::Pad>()
+                && TrackKind::of_pad_name(&other.name()) == TrackKind::Video;
+            if aligned {
+                other.push_event(event.clone());
+            }
+        }
+        pad.push_event(event);
     }
 
     /// A request pad whose functions lead to this element.

@@ -14,6 +14,8 @@ use super::track::Track;
 pub struct PadSettings {
     /// The MoQ track name; generated from the pad order and codec when unset.
     pub track_name: Option<String>,
+    /// The rendition's bitrate for the catalog, bits/s; 0: measured.
+    pub bitrate: u64,
 }
 
 #[derive(Default)]
@@ -73,6 +75,14 @@ impl ObjectImpl for MoqSinkPad {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("bitrate")
+                    .nick("Bitrate")
+                    .blurb(
+                        "Video: the bitrate (bits/s) the catalog gives this rendition, \
+                         for players choosing one; 0 publishes the measured peak",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("track")
                     .nick("Current track")
                     .blurb("Name of the MoQ track being published, once caps are known")
@@ -84,18 +94,24 @@ impl ObjectImpl for MoqSinkPad {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        if pspec.name() == "track-name" {
-            let name: Option<String> = value.get().unwrap_or_default();
-            self.settings
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .track_name = name.filter(|n| !n.is_empty());
+        let mut settings = self
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match pspec.name() {
+            "track-name" => {
+                let name: Option<String> = value.get().unwrap_or_default();
+                settings.track_name = name.filter(|n| !n.is_empty());
+            }
+            "bitrate" => settings.bitrate = value.get().unwrap_or_default(),
+            _ => {}
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "track-name" => self.settings().track_name.to_value(),
+            "bitrate" => self.settings().bitrate.to_value(),
             "track" => self.track().published().map(str::to_owned).to_value(),
             _ => None::<String>.to_value(),
         }

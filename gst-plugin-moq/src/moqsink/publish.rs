@@ -57,6 +57,7 @@ fn video_hint(hints: &VideoHints) -> moq_mux::catalog::VideoHint {
     hint.coded_width = hints.width;
     hint.coded_height = hints.height;
     hint.framerate = hints.framerate;
+    hint.bitrate = hints.bitrate;
     // Frames leave as soon as they are encoded: ask decoders not to buffer.
     hint.optimize_for_latency = Some(true);
     hint

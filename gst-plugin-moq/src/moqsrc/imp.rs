@@ -9,8 +9,10 @@ use gst::subclass::prelude::*;
 use tokio::sync::mpsc;
 
 use super::MoqSrcPad;
+use super::abr::Limits;
+use super::feed::{Frame, Item, Policy, Switch};
 use super::rejoin::Rejoin;
-use super::session::{self, Frame, Item, Waits};
+use super::session::{self, Selection, Waits};
 use super::timeline::Timeline;
 use crate::catalog::{self, TrackKind};
 use crate::connection;
@@ -43,6 +45,7 @@ struct Settings {
     latency_ms: u32,
     waits: Waits,
     rejoin_for_keyframes: bool,
+    selection: Selection,
 }
 
 const DEFAULT_BROADCAST_TIMEOUT_MS: u32 = 30_000;
@@ -59,6 +62,14 @@ impl Default for Settings {
                 catalog_ms: DEFAULT_CATALOG_TIMEOUT_MS,
             },
             rejoin_for_keyframes: false,
+            selection: Selection {
+                per_rendition: false,
+                rendition: None,
+                policy: Policy {
+                    abr: true,
+                    limits: Limits::default(),
+                },
+            },
         }
     }
 }
@@ -103,6 +114,9 @@ pub struct MoqSrc {
     resubscriptions: AtomicU64,
     /// Tracks subscribed to again for a keyframe (`rejoin-for-keyframes`).
     rejoins: AtomicU64,
+    /// Moves of a pad to another rendition, down and up.
+    switches_down: AtomicU64,
+    switches_up: AtomicU64,
     /// How much later than its timestamp the last frame was pushed, in µs:
     /// its delay over the fastest frame so far (see `Timeline`).
     delay_us: AtomicI64,
@@ -124,12 +138,13 @@ impl MoqSrc {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let (target, stats_interval_ms, waits) = {
+        let (target, stats_interval_ms, waits, selection) = {
             let settings = self.settings();
             (
                 settings.connection.validate()?,
                 settings.stats_interval_ms,
                 settings.waits,
+                settings.selection.clone(),
             )
         };
         gst::info!(
@@ -157,6 +172,7 @@ impl MoqSrc {
                 self.obj().downgrade(),
                 target,
                 waits,
+                selection,
                 self.status.clone(),
                 scope.clone(),
             )),
@@ -350,7 +366,49 @@ impl MoqSrc {
                 let buffer = self.buffer(pad, frame);
                 self.push(pad, buffer);
             }
+            Some(Item::Switch(switch)) => self.switched(pad, switch),
         }
+    }
+
+    /// `pad` plays another rendition from its next frame on: its `track`
+    /// says which, `stats` counts it, and an element message tells the
+    /// application from what to what and why.
+    fn switched(&self, pad: &MoqSrcPad, switch: Switch) {
+        let counter = if switch.why.is_down() {
+            &self.switches_down
+        } else {
+            &self.switches_up
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        gst::info!(
+            CAT,
+            obj = pad,
+            "rendition '{}' -> '{}' ({:?})",
+            switch.from,
+            switch.to,
+            switch.why
+        );
+        *pad.imp()
+            .track
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(switch.to.clone());
+        pad.notify("track");
+        let mut s = gst::Structure::builder("moqsrc-switch")
+            .field("pad", pad.name().as_str())
+            .field("from", switch.from.as_str())
+            .field("to", switch.to.as_str())
+            .field("reason", switch.why.as_str())
+            .field_if_some("throughput", switch.throughput);
+        s = match switch.why {
+            super::abr::Why::Late(ms) => s.field("late-ms", ms),
+            super::abr::Why::Room(bps) => s.field("estimated-bitrate", bps),
+            super::abr::Why::Short(bps) => s.field("received-bitrate", bps),
+            _ => s,
+        };
+        let s = s.build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
     /// Counts a frame in `stats`; a rejoin's first frame starts the pad over.
@@ -517,7 +575,7 @@ impl ObjectImpl for MoqSrc {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames, bytes, groups (keyframes) and discontinuities received, resubscriptions, rejoins (rejoin-for-keyframes) and reconnects since the element was made; delay-us: how much later than its timestamp the last frame was pushed, i.e. its delay over the fastest frame so far (more than `latency` makes synchronising sinks drop it); the negotiated version and the RTT")
+                    .blurb("Frames, bytes, groups (keyframes) and discontinuities received, resubscriptions, rejoins (rejoin-for-keyframes), rendition switches (down and up) and reconnects since the element was made; delay-us: how much later than its timestamp the last frame was pushed, i.e. its delay over the fastest frame so far (more than `latency` makes synchronising sinks drop it); the negotiated version, the RTT and the relay's estimate of what it can send (bits/s)")
                     .read_only()
                     .build(),
             );
@@ -561,6 +619,42 @@ impl ObjectImpl for MoqSrc {
                     .default_value(false)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("abr")
+                    .nick("Adaptive bitrate")
+                    .blurb(
+                        "Move the video pad between the broadcast's renditions to fit the link: \
+                         down when groups arrive late, up after a calm spell (at group boundaries)",
+                    )
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-video-height")
+                    .nick("Maximum video height")
+                    .blurb("Play no video rendition taller than this (pixels); 0 is no limit")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-bitrate")
+                    .nick("Maximum bitrate")
+                    .blurb("Play no video rendition above this bitrate (bits/s); 0 is no limit")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("rendition")
+                    .nick("Rendition")
+                    .blurb(
+                        "Play this track of the catalog on its kind's pad, and no other \
+                         (no adaptive choice); an error if the catalog has no such track",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("renditions-per-pad")
+                    .nick("A pad per rendition")
+                    .blurb(
+                        "Give every rendition of the catalog a pad of its own, for \
+                         applications that choose, instead of one pad per kind",
+                    )
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
             ]);
             props
         });
@@ -582,6 +676,22 @@ impl ObjectImpl for MoqSrc {
             }
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
             "rejoin-for-keyframes" => settings.rejoin_for_keyframes = value.get().unwrap_or(false),
+            "abr" => settings.selection.policy.abr = value.get().unwrap_or(true),
+            "max-video-height" => {
+                settings.selection.policy.limits.max_height = value.get().unwrap_or_default();
+            }
+            "max-bitrate" => {
+                settings.selection.policy.limits.max_bitrate = value.get().unwrap_or_default();
+            }
+            "rendition" => {
+                settings.selection.rendition = value
+                    .get::<Option<String>>()
+                    .unwrap_or_default()
+                    .filter(|name| !name.is_empty());
+            }
+            "renditions-per-pad" => {
+                settings.selection.per_rendition = value.get().unwrap_or(false);
+            }
             _ => {}
         }
     }
@@ -597,6 +707,11 @@ impl ObjectImpl for MoqSrc {
             "catalog-timeout" => settings.waits.catalog_ms.to_value(),
             "stats-interval" => settings.stats_interval_ms.to_value(),
             "rejoin-for-keyframes" => settings.rejoin_for_keyframes.to_value(),
+            "abr" => settings.selection.policy.abr.to_value(),
+            "max-video-height" => settings.selection.policy.limits.max_height.to_value(),
+            "max-bitrate" => settings.selection.policy.limits.max_bitrate.to_value(),
+            "rendition" => settings.selection.rendition.to_value(),
+            "renditions-per-pad" => settings.selection.per_rendition.to_value(),
             "status" => self.status.get().to_value(),
             "stats" => gst::Structure::builder("application/x-moqsrc-stats")
                 .field(
@@ -617,6 +732,14 @@ impl ObjectImpl for MoqSrc {
                     self.resubscriptions.load(Ordering::Relaxed),
                 )
                 .field("rejoins", self.rejoins.load(Ordering::Relaxed))
+                .field("switches-down", self.switches_down.load(Ordering::Relaxed))
+                .field("switches-up", self.switches_up.load(Ordering::Relaxed))
+                .field_if_some(
+                    "estimated-bitrate",
+                    self.status
+                        .recv_rate()
+                        .map(moq_net::bandwidth::Rate::as_bps),
+                )
                 .field_if_some("version", self.status.version())
                 .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64))
                 .build()

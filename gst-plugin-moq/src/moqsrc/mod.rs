@@ -44,6 +44,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod abr;
+mod feed;
 mod imp;
 mod pad;
 mod rejoin;

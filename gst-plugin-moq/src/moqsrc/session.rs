@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
 //! moqsrc's side of the network, on the MoQ runtime: connect, wait for the
-//! broadcast, follow its catalog (a pad per rendition, through the element)
-//! and run one reader per track, which hands frames to its pad's streaming
-//! thread over a channel; a lost broadcast is waited for and followed again
+//! broadcast, follow its catalog (a pad per kind, or per rendition, through
+//! the element) and run one reader per pad (see `feed`), which hands frames
+//! to its pad's streaming thread over a channel; a lost broadcast is waited for and followed again
 //! on the same pads. The element (imp.rs) is the GObject side: properties,
 //! pads, pushing, state changes.
 
@@ -11,12 +11,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use tokio::sync::{mpsc, watch};
 
+use super::abr;
+use super::feed::{self, Feed, Item, PadEnd, Policy, Rendition, Wire};
 use super::imp::CAT;
 use super::rejoin::Rejoin;
 use crate::catalog::{self, TrackKind};
@@ -25,30 +26,11 @@ use crate::log;
 
 /// How long a failed broadcast waits for the connection to say it failed too.
 const CONNECTION_VERDICT: Duration = Duration::from_millis(500);
-/// How far a group may fall behind the newest before the reader skips it.
-const MAX_GROUP_AGE: Duration = Duration::from_millis(500);
 /// How long a received group nobody reads stays in memory.
 const RECEIVED_KEEP: Duration = Duration::from_secs(2);
 /// How long a broadcast whose catalog failed may take to close before the
 /// failure counts as the catalog's own.
 const LOSS_SETTLE: Duration = Duration::from_secs(2);
-
-/// What a track reader hands its pad's streaming thread.
-pub(super) enum Item {
-    Frame(Frame),
-    Caps(gst::Caps),
-    Eos,
-}
-
-/// One received frame.
-pub(super) struct Frame {
-    pub(super) payload: Bytes,
-    pub(super) timestamp_us: u64,
-    pub(super) keyframe: bool,
-    pub(super) discont: bool,
-    /// The first frame of a rejoin: the track starts over from it.
-    pub(super) restart: bool,
-}
 
 /// How long moqsrc waits for what it cannot do without; 0 is forever.
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +108,7 @@ pub(super) async fn run_session(
     element: glib::WeakRef<super::MoqSrc>,
     target: Target,
     waits: Waits,
+    selection: Selection,
     status: Arc<connection::StatusCell>,
     scope: log::Scope,
 ) {
@@ -152,7 +135,7 @@ pub(super) async fn run_session(
                 None => connection::lost_message(&target, false),
             })
         }
-        followed = follow(&element, &consumer, &target, waits, &scope) => followed,
+        followed = follow(&element, &consumer, &target, waits, &scope, Pads::new(selection, connection.recv_bandwidth())) => followed,
     };
     // A connection that gives up closes the origin a moment before it reports
     // why, so the broadcast can fail first: the connection's reason, if it
@@ -179,52 +162,35 @@ pub(super) async fn run_session(
     }
 }
 
-struct Rendition {
-    kind: TrackKind,
-    caps: gst::Caps,
-    wire: Wire,
-}
-
-/// How a track's frames are packed: its reader is made from it once per
-/// subscription.
-#[derive(Clone)]
-struct Wire {
-    container: hang::catalog::Container,
-    kind: moq_mux::container::Kind,
-}
-
-impl Wire {
-    fn reader(&self) -> Result<moq_mux::catalog::hang::Container, String> {
-        moq_mux::catalog::hang::Container::new(&self.container, self.kind)
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// The renditions of a catalog we can play, by track name. Those we cannot
-/// are reported once each as a warning and left out.
+/// The renditions of a catalog we can play, video first, in catalog order.
+/// Those we cannot are reported once each as a warning and left out.
 fn renditions(
     element: &glib::WeakRef<super::MoqSrc>,
     catalog: &moq_mux::catalog::hang::Catalog,
     skipped: &mut HashSet<String>,
-) -> Vec<(String, Rendition)> {
+) -> Vec<Rendition> {
     let mut out = Vec::new();
     let video = catalog.video.renditions.iter().map(|(name, config)| {
-        (
-            name,
-            TrackKind::Video,
-            catalog::video_caps(config).map_err(|e| e.to_string()),
-            &config.container,
-        )
+        let rung = abr::Rung {
+            name: name.clone(),
+            height: config.coded_height.unwrap_or(0),
+            bitrate: config.bitrate,
+            framerate: config.framerate,
+        };
+        let caps = catalog::video_caps(config).map_err(|e| e.to_string());
+        (name, TrackKind::Video, caps, &config.container, rung)
     });
     let audio = catalog.audio.renditions.iter().map(|(name, config)| {
-        (
-            name,
-            TrackKind::Audio,
-            catalog::audio_caps(config).map_err(|e| e.to_string()),
-            &config.container,
-        )
+        let rung = abr::Rung {
+            name: name.clone(),
+            height: 0,
+            bitrate: config.bitrate,
+            framerate: None,
+        };
+        let caps = catalog::audio_caps(config).map_err(|e| e.to_string());
+        (name, TrackKind::Audio, caps, &config.container, rung)
     });
-    for (name, kind, caps, container) in video.chain(audio) {
+    for (name, kind, caps, container, rung) in video.chain(audio) {
         let mux_kind = match kind {
             TrackKind::Video => moq_mux::container::Kind::Video,
             TrackKind::Audio => moq_mux::container::Kind::Audio,
@@ -234,7 +200,13 @@ fn renditions(
             kind: mux_kind,
         };
         match (caps, wire.reader()) {
-            (Ok(caps), Ok(_)) => out.push((name.clone(), Rendition { kind, caps, wire })),
+            (Ok(caps), Ok(_)) => out.push(Rendition {
+                name: name.clone(),
+                kind,
+                caps,
+                rung,
+                wire,
+            }),
             (Err(err), _) | (_, Err(err)) => {
                 if skipped.insert(name.clone())
                     && let Some(obj) = element.upgrade()
@@ -249,6 +221,49 @@ fn renditions(
         }
     }
     out
+}
+
+/// Which pads a broadcast gets (`renditions-per-pad`, `rendition`) and how
+/// each chooses among its renditions.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Selection {
+    pub(super) per_rendition: bool,
+    pub(super) rendition: Option<String>,
+    pub(super) policy: Policy,
+}
+
+impl Selection {
+    /// The pads' feeds, by pad key (the track name with a pad per
+    /// rendition, else the kind): every rendition of a kind on one pad, or
+    /// only the `rendition` asked for on its kind's pad. Errs when that
+    /// rendition is not in the catalog.
+    fn feeds(&self, all: Vec<Rendition>) -> Result<Vec<(String, Feed)>, String> {
+        if self.per_rendition {
+            return Ok(all.into_iter().map(|r| (r.name.clone(), vec![r])).collect());
+        }
+        if let Some(wanted) = &self.rendition
+            && !all.iter().any(|r| &r.name == wanted)
+        {
+            let names: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
+            return Err(format!(
+                "rendition '{wanted}' is not in the catalog (it has: {})",
+                names.join(", ")
+            ));
+        }
+        let mut feeds: Vec<(String, Feed)> = Vec::new();
+        for kind in [TrackKind::Video, TrackKind::Audio] {
+            let mut feed: Feed = all.iter().filter(|r| r.kind == kind).cloned().collect();
+            if let Some(wanted) = &self.rendition
+                && feed.iter().any(|r| &r.name == wanted)
+            {
+                feed.retain(|r| &r.name == wanted);
+            }
+            if !feed.is_empty() {
+                feeds.push((kind.as_str().to_owned(), feed));
+            }
+        }
+        Ok(feeds)
+    }
 }
 
 /// How a broadcast stopped being followed.
@@ -270,8 +285,8 @@ async fn follow(
     target: &Target,
     waits: Waits,
     scope: &log::Scope,
+    mut pads: Pads,
 ) -> Result<(), gst::ErrorMessage> {
-    let mut pads = Pads::default();
     let mut lost_once = false;
     loop {
         if let Some(obj) = element.upgrade() {
@@ -397,53 +412,60 @@ fn catalog_error(target: &Target, err: &dyn std::fmt::Display) -> gst::ErrorMess
     )
 }
 
-/// The pads made so far, by track name, with their channel and caps; they
-/// outlive one subscription to the broadcast.
-#[derive(Default)]
+/// The pads made so far, by pad key (see `Selection::feeds`), with their
+/// channel and feed; they outlive one subscription to the broadcast.
 struct Pads {
     senders: HashMap<String, PadLink>,
     skipped: HashSet<String>,
     announced: bool,
+    selection: Selection,
+    /// The relay's estimate of what it can send us (moq-lite's PROBE):
+    /// holding it is what asks the relay for it.
+    estimate: Option<moq_net::bandwidth::Consumer>,
 }
 
-/// A pad's link to the readers of its track, for the pad's whole life.
+impl Pads {
+    fn new(selection: Selection, estimate: moq_net::bandwidth::Consumer) -> Self {
+        Self {
+            senders: HashMap::new(),
+            skipped: HashSet::new(),
+            announced: false,
+            selection,
+            estimate: Some(estimate),
+        }
+    }
+}
+
+/// A pad's link to the readers of its feed, for the pad's whole life.
 struct PadLink {
     tx: mpsc::Sender<Item>,
-    /// The caps the catalog gives the track: set here without waiting (a
+    /// The renditions the catalog gives the pad: set here without waiting (a
     /// full channel to one pad must not hold up the catalog for all), and
-    /// handed to the pad by its reader, in order with the frames.
-    caps: watch::Sender<gst::Caps>,
+    /// followed by the pad's reader, which hands caps to the pad in order
+    /// with the frames.
+    feed: watch::Sender<Feed>,
     rejoin: Arc<Rejoin>,
+}
+
+/// Whether two feeds differ in anything a reader acts on.
+fn same_feed(a: &Feed, b: &Feed) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.name == b.name && a.caps == b.caps && a.rung == b.rung)
 }
 
 impl PadLink {
-    fn new(tx: mpsc::Sender<Item>, caps: gst::Caps, rejoin: Arc<Rejoin>) -> Self {
-        Self {
-            tx,
-            caps: watch::Sender::new(caps),
-            rejoin,
-        }
-    }
-
-    /// A new reader's end. It hands the pad the current caps first, in case
-    /// a change reached the last reader too late to be passed on (the pad
-    /// ignores caps it already has).
-    fn reader_end(&self) -> PadEnd {
-        let mut caps = self.caps.subscribe();
-        caps.mark_changed();
+    /// A new reader's end.
+    fn reader_end(&self, pads: &Pads) -> PadEnd {
         PadEnd {
             tx: self.tx.clone(),
-            caps,
+            feed: self.feed.subscribe(),
             rejoin: self.rejoin.clone(),
+            estimate: pads.estimate.clone(),
+            policy: pads.selection.policy,
         }
     }
-}
-
-/// A track reader's end of its pad's link.
-struct PadEnd {
-    tx: mpsc::Sender<Item>,
-    caps: watch::Receiver<gst::Caps>,
-    rejoin: Arc<Rejoin>,
 }
 
 /// One subscription to the broadcast, until it finishes or is lost.
@@ -479,7 +501,7 @@ async fn follow_once(
                 }
             } => match next {
                 Ok(Some(update)) => {
-                    if !readers.apply(&update) {
+                    if !readers.apply(&update)? {
                         return Ok(Ended::Finished);
                     }
                 }
@@ -545,42 +567,69 @@ struct Readers<'a> {
 }
 
 impl Readers<'_> {
-    /// A catalog update: new caps for known pads (never waiting on a pad),
-    /// a pad and a reader for each new rendition, `no-more-pads` after the
-    /// first. False once the element is gone.
-    fn apply(&mut self, update: &moq_mux::catalog::hang::Catalog) -> bool {
-        for (name, rendition) in renditions(self.element, update, &mut self.pads.skipped) {
-            let link = if let Some(link) = self.pads.senders.get(&name) {
-                link.caps.send_if_modified(|caps| {
-                    let changed = *caps != rendition.caps;
+    /// A catalog update: new feeds for known pads (never waiting on a pad),
+    /// a pad and a reader for each new one, `no-more-pads` after the first.
+    /// False once the element is gone; an error when the catalog lacks the
+    /// rendition asked for.
+    fn apply(
+        &mut self,
+        update: &moq_mux::catalog::hang::Catalog,
+    ) -> Result<bool, gst::ErrorMessage> {
+        let all = renditions(self.element, update, &mut self.pads.skipped);
+        let feeds = self.pads.selection.feeds(all).map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("Cannot play the broadcast: {}", err)
+            )
+        })?;
+        let estimate = self
+            .pads
+            .estimate
+            .as_ref()
+            .and_then(moq_net::bandwidth::Consumer::peek)
+            .map(moq_net::bandwidth::Rate::as_bps);
+        for (key, feed) in feeds {
+            if let Some(link) = self.pads.senders.get(&key) {
+                link.feed.send_if_modified(|old| {
+                    let changed = !same_feed(old, &feed);
                     if changed {
-                        *caps = rendition.caps.clone();
+                        *old = feed.clone();
                     }
                     changed
                 });
-                link
             } else {
+                let Some(start) = self.pads.selection.policy.start(&feed, estimate).cloned() else {
+                    continue;
+                };
                 let Some(obj) = self.element.upgrade() else {
-                    return false;
+                    return Ok(false);
                 };
                 let Some((tx, rejoin)) =
                     obj.imp()
-                        .add_rendition(rendition.kind, &name, rendition.caps.clone())
+                        .add_rendition(start.kind, &start.name, start.caps.clone())
                 else {
                     continue;
                 };
-                self.pads
-                    .senders
-                    .entry(name.clone())
-                    .or_insert(PadLink::new(tx, rendition.caps, rejoin))
-            };
-            if self.reading.insert(name.clone()) {
-                self.tasks.spawn(self.scope.wrap(read_track(
+                let link = PadLink {
+                    tx,
+                    feed: watch::Sender::new(feed),
+                    rejoin,
+                };
+                self.pads.senders.insert(key.clone(), link);
+            }
+            if self.reading.insert(key.clone()) {
+                let link = &self.pads.senders[&key];
+                let end = link.reader_end(self.pads);
+                // A reader of a broadcast that came back starts on what its
+                // policy picks now.
+                let Some(start) = end.policy.start(&end.feed.borrow(), estimate).cloned() else {
+                    continue;
+                };
+                self.tasks.spawn(self.scope.wrap(feed::read_feed(
                     self.element.clone(),
                     self.broadcast.clone(),
-                    name,
-                    rendition.wire,
-                    link.reader_end(),
+                    start,
+                    end,
                 )));
             }
         }
@@ -590,153 +639,6 @@ impl Readers<'_> {
                 obj.no_more_pads();
             }
         }
-        true
+        Ok(true)
     }
-}
-
-/// Subscribe to one track and hand its frames, in order, to the pad task;
-/// subscribe again each time its pad asks for a rejoin.
-async fn read_track(
-    element: glib::WeakRef<super::MoqSrc>,
-    broadcast: moq_net::broadcast::Consumer,
-    name: String,
-    wire: Wire,
-    mut pad: PadEnd,
-) {
-    let tx = pad.tx.clone();
-    let rejoin = pad.rejoin.clone();
-    let mut next = subscribe_track(&element, &broadcast, &name).await;
-    let mut restart = false;
-    while let Some(subscriber) = next.take() {
-        let reader = match wire.reader() {
-            Ok(reader) => reader,
-            Err(err) => return track_failed(&element, &broadcast, &name, &tx, err).await,
-        };
-        let track = moq_mux::container::Consumer::new(subscriber, reader);
-        let frames = read_frames(track, &mut pad, restart);
-        tokio::pin!(frames);
-        tokio::select! {
-            ended = &mut frames => {
-                if let Err(err) = ended {
-                    track_failed(&element, &broadcast, &name, &tx, err).await;
-                }
-                return;
-            }
-            () = rejoin.wanted() => restart = true,
-        }
-        // The new subscription is made while the old one (inside `frames`)
-        // still holds the track: the current group is then served from what
-        // was received, from its first frame, and the subscription to the
-        // relay goes on undisturbed. Dropping the old one first would end
-        // that subscription and race a new one against its teardown.
-        next = subscribe_track(&element, &broadcast, &name).await;
-    }
-}
-
-async fn subscribe_track(
-    element: &glib::WeakRef<super::MoqSrc>,
-    broadcast: &moq_net::broadcast::Consumer,
-    name: &str,
-) -> Option<moq_net::track::Subscriber> {
-    let subscribed = match broadcast.track(name) {
-        Ok(track) => track
-            .subscribe(moq_net::track::Subscription::default().with_max_age(MAX_GROUP_AGE))
-            .await
-            .map_err(|e| e.to_string()),
-        Err(err) => Err(err.to_string()),
-    };
-    match subscribed {
-        Ok(subscriber) => Some(subscriber),
-        Err(err) => {
-            if let Some(obj) = element.upgrade() {
-                gst::element_warning!(
-                    obj,
-                    gst::ResourceError::Read,
-                    ("Cannot subscribe to track '{}': {}", name, err)
-                );
-            }
-            None
-        }
-    }
-}
-
-/// The frames of one subscription (each after any caps change the catalog
-/// made before it), until the track ends (an EOS item is sent) or the pad is
-/// gone (Ok) or reading fails (Err).
-async fn read_frames(
-    mut track: moq_mux::container::Consumer<moq_mux::catalog::hang::Container>,
-    pad: &mut PadEnd,
-    mut restart: bool,
-) -> Result<(), String> {
-    let tx = pad.tx.clone();
-    let mut discontinuity = track.discontinuity();
-    let mut first = true;
-    loop {
-        match track.read().await.map_err(|e| e.to_string())? {
-            Some(frame) => {
-                if pad.caps.has_changed().unwrap_or(false) {
-                    let caps = pad.caps.borrow_and_update().clone();
-                    if tx.send(Item::Caps(caps)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                let now = track.discontinuity();
-                let discont = first || now != discontinuity;
-                discontinuity = now;
-                first = false;
-                let item = Item::Frame(Frame {
-                    timestamp_us: u64::try_from(frame.timestamp.as_micros()).unwrap_or(u64::MAX),
-                    payload: frame.payload,
-                    keyframe: frame.keyframe,
-                    discont,
-                    restart: std::mem::take(&mut restart),
-                });
-                if tx.send(item).await.is_err() {
-                    return Ok(());
-                }
-            }
-            // The track is over: so is its pad.
-            None => {
-                let _ = tx.send(Item::Eos).await;
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// A track's subscription failed: most likely with its broadcast (then the
-/// catalog's end decides between waiting for it and EOS), else the track
-/// alone is skipped and the others play on.
-async fn track_failed(
-    element: &glib::WeakRef<super::MoqSrc>,
-    broadcast: &moq_net::broadcast::Consumer,
-    name: &str,
-    tx: &mpsc::Sender<Item>,
-    err: String,
-) {
-    if within(Some(LOSS_SETTLE), broadcast.closed())
-        .await
-        .is_some()
-    {
-        if let Some(obj) = element.upgrade() {
-            gst::info!(
-                CAT,
-                obj = obj,
-                "track '{}' ended with its broadcast: {}",
-                name,
-                err
-            );
-        }
-        return;
-    }
-    // The broadcast is fine, this track is not (e.g. a frame that does not
-    // parse).
-    if let Some(obj) = element.upgrade() {
-        gst::element_warning!(
-            obj,
-            gst::StreamError::Demux,
-            ("Track '{}' failed and is skipped: {}", name, err)
-        );
-    }
-    let _ = tx.send(Item::Eos).await;
 }

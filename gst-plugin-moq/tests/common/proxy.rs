@@ -4,7 +4,9 @@
 //! `netem`): every datagram between the clients and the relay is dropped
 //! with a seeded probability, delayed by a base delay plus jitter (which
 //! reorders packets), and sometimes held back further. `cut` drops
-//! everything, both ways, until it is lifted.
+//! everything, both ways, until it is lifted. `set_rate` caps what goes
+//! from the relay to the clients: a bottleneck link with a 200 ms queue,
+//! which drops what does not fit in it.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
@@ -62,8 +64,18 @@ impl Ord for Scheduled {
     }
 }
 
+/// How long the capped link's queue may get before it drops datagrams.
+const QUEUE_LIMIT: Duration = Duration::from_millis(200);
+
+/// The capped link towards the clients: when it is next free.
+struct Bottleneck {
+    rate_bps: u64,
+    free_at: Instant,
+}
+
 struct Shared {
     impairment: Impairment,
+    bottleneck: Mutex<Bottleneck>,
     rng: Mutex<Rng>,
     queue: Mutex<BinaryHeap<Scheduled>>,
     wake: Condvar,
@@ -75,11 +87,36 @@ struct Shared {
 }
 
 impl Shared {
-    fn schedule(&self, socket: &Arc<UdpSocket>, to: SocketAddr, payload: &[u8]) {
+    /// When a datagram of `len` bytes leaves the capped link, if it fits in
+    /// its queue.
+    fn through_bottleneck(&self, len: usize) -> Option<Instant> {
+        let mut link = self.bottleneck.lock().unwrap();
+        let now = Instant::now();
+        if link.rate_bps == 0 {
+            return Some(now);
+        }
+        let start = link.free_at.max(now);
+        if start - now > QUEUE_LIMIT {
+            return None;
+        }
+        link.free_at = start + Duration::from_secs_f64(len as f64 * 8.0 / link.rate_bps as f64);
+        Some(link.free_at)
+    }
+
+    fn schedule(&self, socket: &Arc<UdpSocket>, to: SocketAddr, payload: &[u8], down: bool) {
         if self.cut.load(Ordering::SeqCst) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let sent = if down {
+            self.through_bottleneck(payload.len())
+        } else {
+            Some(Instant::now())
+        };
+        let Some(sent) = sent else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let (lost, jitter, held) = {
             let mut rng = self.rng.lock().unwrap();
             (rng.next(), rng.next(), rng.next())
@@ -94,7 +131,7 @@ impl Shared {
         if held < imp.reorder {
             delay_us += 5_000.0 + 15_000.0 * held / imp.reorder.max(f64::EPSILON);
         }
-        let due = Instant::now() + Duration::from_micros(delay_us.max(0.0) as u64);
+        let due = sent + Duration::from_micros(delay_us.max(0.0) as u64);
         self.passed.fetch_add(1, Ordering::Relaxed);
         self.queue.lock().unwrap().push(Scheduled {
             due,
@@ -122,6 +159,10 @@ impl Proxy {
         let addr = front.local_addr().unwrap();
         let shared = Arc::new(Shared {
             impairment,
+            bottleneck: Mutex::new(Bottleneck {
+                rate_bps: 0,
+                free_at: Instant::now(),
+            }),
             rng: Mutex::new(Rng(impairment.seed.max(1))),
             queue: Mutex::default(),
             wake: Condvar::new(),
@@ -179,13 +220,13 @@ impl Proxy {
                         let mut buf = vec![0u8; 65536];
                         while !s.stop.load(Ordering::SeqCst) {
                             if let Ok((n, _)) = reader.recv_from(&mut buf) {
-                                s.schedule(&front, from, &buf[..n]);
+                                s.schedule(&front, from, &buf[..n], true);
                             }
                         }
                     });
                     up
                 });
-                s.schedule(&up.clone(), upstream, &buf[..n]);
+                s.schedule(&up.clone(), upstream, &buf[..n], false);
             }
         });
         Proxy { addr, shared }
@@ -194,6 +235,12 @@ impl Proxy {
     /// Drops everything both ways while on.
     pub fn cut(&self, on: bool) {
         self.shared.cut.store(on, Ordering::SeqCst);
+    }
+
+    /// Caps the link from the relay to the clients at `bps` bits per
+    /// second; 0 lifts the cap.
+    pub fn set_rate(&self, bps: u64) {
+        self.shared.bottleneck.lock().unwrap().rate_bps = bps;
     }
 
     /// Datagrams dropped and passed so far.
