@@ -24,12 +24,14 @@
 //!
 //! Run: `cargo run --release -p gst-plugin-moq --example hop [-- --seconds 20]`
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::{Worker, process_cpu, relay};
 use gst::prelude::*;
 
 /// Frames of the first seconds are left out: the subscriber joins mid-group
@@ -44,23 +46,6 @@ fn wall_ns() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos()
-}
-
-/// CPU time of this whole process so far (all threads, nanoseconds).
-fn process_cpu() -> Duration {
-    let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
-                total += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(total)
 }
 
 /// FNV-1a over the last 64 bytes of a frame.
@@ -108,45 +93,6 @@ fn print_records(records: &Records, cpu: Duration) {
         let _ = writeln!(out, "{key} {wall} {size} {}", u8::from(*keyframe));
     }
     let _ = writeln!(out, "cpu {} {}", cpu.as_nanos(), records.len());
-}
-
-/// Child: the relay, until its stdin closes; prints its address, then its CPU.
-fn relay(congestion: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let congestion = congestion.to_string();
-    runtime.block_on(async move {
-        let mut config = moq_relay::Config::default();
-        config.drain_timeout = Duration::ZERO;
-        config.listen.bind = Some(moq_tokio::listen::Bind::Addr(
-            "127.0.0.1:0".parse().expect("address"),
-        ));
-        config.listen.tls.generate = vec!["localhost".into()];
-        config.connect.bind = Some("127.0.0.1:0".parse().expect("address"));
-        config.auth.public = vec!["anon/**".parse().expect("pattern")];
-        config.quic.congestion_control = match congestion.as_str() {
-            "loss" => Some(moq_tokio::quic::CongestionControl::Loss),
-            "delay" => Some(moq_tokio::quic::CongestionControl::Delay),
-            _ => None,
-        };
-        let relay = moq_relay::Relay::load(config)
-            .await
-            .expect("the relay starts")
-            .with_signals(false);
-        println!("relay {}", relay.quic_addr().expect("an address"));
-        let _ = std::io::stdout().flush();
-        let trigger = relay.shutdown_trigger().clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::stdin().read_line(&mut line);
-            trigger.start();
-        });
-        let _ = relay.run().await;
-    });
-    println!("cpu {} 0", process_cpu().as_nanos());
 }
 
 /// Child: encode live and publish for `seconds`; prints the frames as they
@@ -264,51 +210,9 @@ fn read_report(lines: impl Iterator<Item = String>) -> Report {
     report
 }
 
-/// A child of this example, its stdout read line by line.
-struct Worker {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl Worker {
-    fn spawn(role: &[&str], plugin_path: Option<&str>) -> Worker {
-        let mut command = Command::new(std::env::current_exe().expect("own path"));
-        command
-            .args(role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        if let Some(dir) = plugin_path {
-            // Only the other plugin's elements, from a registry of their own.
-            command
-                .env("HOP_OTHER_PLUGIN", "1")
-                .env("GST_PLUGIN_PATH", dir)
-                .env("GST_REGISTRY", format!("{dir}/hop-registry.bin"));
-        }
-        let mut child = command.spawn().expect("a child process");
-        let stdin = child.stdin.take();
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Worker {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    fn line(&mut self) -> String {
-        self.lines
-            .next()
-            .and_then(Result::ok)
-            .expect("a line from the child")
-    }
-
-    /// Closes its stdin (the signal to stop) and reads the rest.
-    fn finish(mut self) -> Report {
-        drop(self.stdin.take());
-        let report = read_report(self.lines.by_ref().map_while(Result::ok));
-        let _ = self.child.wait();
-        report
-    }
+/// Stops `worker` and reads its report.
+fn finish(worker: Worker) -> Report {
+    read_report(worker.finish_lines().into_iter())
 }
 
 fn percentiles(mut values: Vec<f64>) -> String {
@@ -378,11 +282,11 @@ fn main() {
         &["publish", &url, &seconds.to_string()],
         plugin_path.as_deref(),
     );
-    let sent = publisher.finish();
+    let sent = finish(publisher);
     // Let the last frames arrive.
     std::thread::sleep(Duration::from_millis(500));
-    let received = subscriber.finish();
-    let relay_cpu = relay.map(|r| r.finish().cpu);
+    let received = finish(subscriber);
+    let relay_cpu = relay.map(|r| finish(r).cpu);
 
     let entered: HashMap<u64, (u128, bool)> = sent
         .frames

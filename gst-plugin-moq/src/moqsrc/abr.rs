@@ -214,6 +214,9 @@ pub struct Controller {
     received: Throughput,
     /// Lateness of the newest frame, µs.
     excess_us: i64,
+    /// The newest frame's timestamp and arrival delay (µs): with the
+    /// baseline, how late the next one is while it has not come.
+    last_frame: Option<(u64, i64)>,
     late_groups: u32,
     /// The worst lateness of the late groups in a row, µs.
     worst_us: i64,
@@ -234,6 +237,7 @@ impl Controller {
             throughput: Throughput::default(),
             received: Throughput::default(),
             excess_us: 0,
+            last_frame: None,
             late_groups: 0,
             worst_us: 0,
             skipped: false,
@@ -263,6 +267,7 @@ impl Controller {
             }
         }
         self.excess_us = delay - self.baseline.min().unwrap_or(delay);
+        self.last_frame = Some((timestamp_us, delay));
         if self.excess_us > micros(CALM) {
             self.troubled_at = now;
             self.throughput.push(now, bytes);
@@ -292,6 +297,18 @@ impl Controller {
         self.throughput.bps()
     }
 
+    /// How late the frame after the newest is by `now`, µs, when it has not
+    /// come: a link that stopped delivering sends no late frames to measure.
+    fn overdue_us(&self, now: Instant, interval: Duration) -> i64 {
+        let (Some((timestamp_us, _)), Some(baseline)) = (self.last_frame, self.baseline.min())
+        else {
+            return 0;
+        };
+        let now_us = i64::try_from(now.duration_since(self.epoch).as_micros()).unwrap_or(i64::MAX);
+        let next_us = i64::try_from(timestamp_us).unwrap_or(i64::MAX) + micros(interval);
+        now_us.saturating_sub(next_us).saturating_sub(baseline)
+    }
+
     /// Where to go from `current` (a rung of `ladder`, best first), if
     /// anywhere; `estimate` is the relay's estimate of what it can send.
     pub fn decide(
@@ -312,13 +329,20 @@ impl Controller {
         if short {
             self.troubled_at = now;
         }
+        let interval = ladder[at]
+            .framerate
+            .filter(|f| *f > 0.0)
+            .map_or(Duration::from_millis(33), |f| {
+                Duration::from_secs_f64(1.0 / f)
+            });
+        let late_us = self.excess_us.max(self.overdue_us(now, interval));
         let why = if self.skipped {
             Some(Why::Skipped)
         } else if short {
             Some(Why::Short(received.unwrap_or(0)))
-        } else if self.late_groups >= LATE_GROUPS || self.excess_us > micros(FRAME_LATE) {
+        } else if self.late_groups >= LATE_GROUPS || late_us > micros(FRAME_LATE) {
             Some(Why::Late(
-                u64::try_from(self.worst_us.max(self.excess_us) / 1000).unwrap_or(0),
+                u64::try_from(self.worst_us.max(late_us) / 1000).unwrap_or(0),
             ))
         } else {
             None
@@ -378,6 +402,7 @@ impl Controller {
         self.switched_at = now;
         // The new rendition's lateness is its own.
         self.excess_us = 0;
+        self.last_frame = None;
         self.late_groups = 0;
         self.worst_us = 0;
         self.skipped = false;
@@ -509,6 +534,23 @@ mod tests {
         assert_eq!(to.name, "360");
         assert!(
             matches!(why, Why::Short(bps) if (1_500_000..1_900_000).contains(bps)),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn frames_that_stop_coming_go_down() {
+        let start = Instant::now();
+        let mut c = Controller::new(start);
+        assert!(run(&mut c, start, 0..3, 2500, |_| 2_000, "720", None).is_empty());
+        // Nothing more arrives: 400 ms on, the next frame is overdue.
+        let later = start + Duration::from_millis(3_400);
+        let (to, why) = c
+            .decide(later, &ladder(), "720", None)
+            .expect("no switch down");
+        assert_eq!(to.name, "360");
+        assert!(
+            matches!(why, Why::Late(ms) if (300..400).contains(&ms)),
             "{why:?}"
         );
     }
