@@ -9,6 +9,9 @@
 //!   the player's own count of frames WebCodecs decoded must pass 30 and
 //!   keep growing, and its audio must play on (its playback position moves
 //!   only with decoded samples).
+//! - `@moq/watch` plays the `ladder` preset's three renditions, starting on
+//!   one it picks, and switches to another and back when its rendition
+//!   target is pointed there, decoding on.
 //! - `@moq/publish` publishes Chromium's fake camera and microphone; moqsrc
 //!   must expose both with caps decodebin3 decodes, 30 frames and more.
 //!
@@ -95,6 +98,10 @@ static PAGE_SERVER: LazyLock<std::net::SocketAddr> = LazyLock::new(|| {
     serve_folder(dir.clone())
 });
 
+fn page_url_with(page: &str, broadcast: &str, extra: &str) -> String {
+    format!("{}{extra}", page_url(page, broadcast))
+}
+
 fn page_url(page: &str, broadcast: &str) -> String {
     format!(
         "http://{}/{page}?url={}&name={broadcast}",
@@ -147,6 +154,47 @@ fn moq_watch_plays_moqsink_vp8_opus() {
 #[test]
 fn moq_watch_plays_moqsink_vp9_aac() {
     moq_watch_plays(Video::Vp9, "avenc_aac ! aacparse");
+}
+
+/// A ladder from moqsink (the `ladder` preset: 720p, 360p, 180p with
+/// aligned keyframes) in @moq/watch: it starts on a rendition of its own
+/// choice (from the relay's bandwidth estimate), moves to another when the
+/// page points its rendition target there, and back, decoding all along.
+#[test]
+fn moq_watch_switches_between_moqsink_renditions() {
+    let Some((binary, _)) = setup() else {
+        return;
+    };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let broadcast = unique("moq-watch-ladder");
+    let description = moq_gateway::presets::describe(
+        moq_gateway::presets::Preset::Ladder,
+        &moq_gateway::presets::Options {
+            relay: RELAY.url(),
+            broadcast: broadcast.clone(),
+            ..Default::default()
+        },
+    );
+    let publisher = Running::start("ladder", &description);
+    let player = Browser::open(
+        &binary,
+        &page_url_with("watch.html", &broadcast, "&steer=1"),
+        "moq-web:",
+    );
+    player.wait_for("frames", 30, Duration::from_secs(40));
+    let first = player.word("track");
+    player.wait_for("switches", 2, Duration::from_secs(40));
+    let frames = player.value("frames");
+    player.wait_for("frames", frames + 30, Duration::from_secs(10));
+    eprintln!(
+        "@moq/watch on the ladder: first {first:?}, now {:?} after {} switches, {} frames, canvas {:?}",
+        player.word("track"),
+        player.value("switches"),
+        player.value("frames"),
+        player.word("canvas")
+    );
+    assert_eq!(player.word("track"), first, "back on the first rendition");
+    publisher.check();
 }
 
 #[test]
