@@ -204,6 +204,16 @@ impl Throughput {
     }
 }
 
+/// What the link does to the rendition played.
+enum Trouble {
+    None,
+    /// Late, and what the link carries is not measured yet.
+    Measuring,
+    /// Go down, for this reason; the link carries this many bits/s, if
+    /// measured.
+    Down(Why, Option<u64>),
+}
+
 /// The adaptive choice for one pad.
 pub struct Controller {
     epoch: Instant,
@@ -321,15 +331,42 @@ impl Controller {
         let Some(at) = ladder.iter().position(|r| r.name == current) else {
             return ladder.first().map(|r| (r.clone(), Why::Gone));
         };
-        let short = match (self.received.fps(), ladder[at].framerate) {
+        match self.trouble(now, &ladder[at]) {
+            Trouble::None => self.up(now, ladder, at, estimate),
+            Trouble::Measuring => None,
+            Trouble::Down(why, carried) => {
+                self.skipped = false;
+                let lower = &ladder[at + 1..];
+                let fits = |r: &&Rung| match (r.bitrate, carried) {
+                    (Some(b), Some(t)) => (b as f64) <= t as f64 * HEADROOM,
+                    _ => false,
+                };
+                let to = lower.iter().find(fits).or(lower.first())?;
+                Some((to.clone(), why))
+            }
+        }
+    }
+
+    /// Whether the rendition played does not fit the link, and then why and
+    /// what the link was measured to carry.
+    fn trouble(&mut self, now: Instant, playing: &Rung) -> Trouble {
+        let short = match (self.received.fps(), playing.framerate) {
             (Some(got), Some(made)) => got < made * SHORT,
             _ => false,
         };
-        let received = self.received.span(SHORT_SPAN).and(self.received.bps());
         if short {
             self.troubled_at = now;
+            if self.excess_us > micros(CALM) && self.throughput().is_none() {
+                // Short because frames come late: what the link carries is
+                // measured from them in a moment.
+                return Trouble::Measuring;
+            }
         }
-        let interval = ladder[at]
+        // What the link carries: what arrived while late, or in all when the
+        // rendition came short.
+        let received = self.received.span(SHORT_SPAN).and(self.received.bps());
+        let carried = self.throughput().or(received.filter(|_| short));
+        let interval = playing
             .framerate
             .filter(|f| *f > 0.0)
             .map_or(Duration::from_millis(33), |f| {
@@ -337,38 +374,26 @@ impl Controller {
             });
         let late_us = self.excess_us.max(self.overdue_us(now, interval));
         let why = if self.skipped {
-            Some(Why::Skipped)
+            Why::Skipped
         } else if short {
-            Some(Why::Short(received.unwrap_or(0)))
+            Why::Short(carried.unwrap_or(0))
         } else if self.late_groups >= LATE_GROUPS || late_us > micros(FRAME_LATE) {
-            Some(Why::Late(
-                u64::try_from(self.worst_us.max(late_us) / 1000).unwrap_or(0),
-            ))
+            Why::Late(u64::try_from(self.worst_us.max(late_us) / 1000).unwrap_or(0))
         } else {
-            None
+            return Trouble::None;
         };
-        if short && self.excess_us > micros(CALM) && self.throughput().is_none() {
-            // Short because frames come late: what the link carries is
-            // measured from them in a moment.
-            return None;
-        }
-        if let Some(why) = why {
-            self.skipped = false;
-            let lower = &ladder[at + 1..];
-            // What the link carries: what arrived while late, or in all
-            // when the rendition came short.
-            let carried = self.throughput().or(received.filter(|_| short));
-            let why = match why {
-                Why::Short(_) => Why::Short(carried.unwrap_or(0)),
-                why => why,
-            };
-            let fits = |r: &&Rung| match (r.bitrate, carried) {
-                (Some(b), Some(t)) => (b as f64) <= t as f64 * HEADROOM,
-                _ => false,
-            };
-            let to = lower.iter().find(fits).or(lower.first())?;
-            return Some((to.clone(), why));
-        }
+        Trouble::Down(why, carried)
+    }
+
+    /// One step up after a calm spell, unless the relay's estimate says the
+    /// rendition above does not fit.
+    fn up(
+        &mut self,
+        now: Instant,
+        ladder: &[Rung],
+        at: usize,
+        estimate: Option<u64>,
+    ) -> Option<(Rung, Why)> {
         if now.duration_since(self.troubled_at) > MAX_UP_HOLD {
             // Calm for long after a failed try: try at the first pace again.
             self.up_hold = UP_HOLD;

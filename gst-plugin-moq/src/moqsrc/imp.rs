@@ -619,43 +619,8 @@ impl ObjectImpl for MoqSrc {
                     .default_value(false)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecBoolean::builder("abr")
-                    .nick("Adaptive bitrate")
-                    .blurb(
-                        "Move the video pad between the broadcast's renditions to fit the link: \
-                         down when groups arrive late, up after a calm spell (at group boundaries)",
-                    )
-                    .default_value(true)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("max-video-height")
-                    .nick("Maximum video height")
-                    .blurb("Play no video rendition taller than this (pixels); 0 is no limit")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-bitrate")
-                    .nick("Maximum bitrate")
-                    .blurb("Play no video rendition above this bitrate (bits/s); 0 is no limit")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("rendition")
-                    .nick("Rendition")
-                    .blurb(
-                        "Play this track of the catalog on its kind's pad, and no other \
-                         (no adaptive choice); an error if the catalog has no such track",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("renditions-per-pad")
-                    .nick("A pad per rendition")
-                    .blurb(
-                        "Give every rendition of the catalog a pad of its own, for \
-                         applications that choose, instead of one pad per kind",
-                    )
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
             ]);
+            props.extend(Selection::properties());
             props
         });
         PROPERTIES.as_ref()
@@ -663,7 +628,9 @@ impl ObjectImpl for MoqSrc {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = self.settings();
-        if connection::set_property(&mut settings.connection, value, pspec) {
+        if connection::set_property(&mut settings.connection, value, pspec)
+            || settings.selection.set_property(value, pspec)
+        {
             return;
         }
         match pspec.name() {
@@ -676,29 +643,15 @@ impl ObjectImpl for MoqSrc {
             }
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
             "rejoin-for-keyframes" => settings.rejoin_for_keyframes = value.get().unwrap_or(false),
-            "abr" => settings.selection.policy.abr = value.get().unwrap_or(true),
-            "max-video-height" => {
-                settings.selection.policy.limits.max_height = value.get().unwrap_or_default();
-            }
-            "max-bitrate" => {
-                settings.selection.policy.limits.max_bitrate = value.get().unwrap_or_default();
-            }
-            "rendition" => {
-                settings.selection.rendition = value
-                    .get::<Option<String>>()
-                    .unwrap_or_default()
-                    .filter(|name| !name.is_empty());
-            }
-            "renditions-per-pad" => {
-                settings.selection.per_rendition = value.get().unwrap_or(false);
-            }
             _ => {}
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = self.settings();
-        if let Some(value) = connection::property(&settings.connection, pspec) {
+        if let Some(value) = connection::property(&settings.connection, pspec)
+            .or_else(|| settings.selection.property(pspec))
+        {
             return value;
         }
         match pspec.name() {
@@ -707,11 +660,6 @@ impl ObjectImpl for MoqSrc {
             "catalog-timeout" => settings.waits.catalog_ms.to_value(),
             "stats-interval" => settings.stats_interval_ms.to_value(),
             "rejoin-for-keyframes" => settings.rejoin_for_keyframes.to_value(),
-            "abr" => settings.selection.policy.abr.to_value(),
-            "max-video-height" => settings.selection.policy.limits.max_height.to_value(),
-            "max-bitrate" => settings.selection.policy.limits.max_bitrate.to_value(),
-            "rendition" => settings.selection.rendition.to_value(),
-            "renditions-per-pad" => settings.selection.per_rendition.to_value(),
             "status" => self.status.get().to_value(),
             "stats" => gst::Structure::builder("application/x-moqsrc-stats")
                 .field(

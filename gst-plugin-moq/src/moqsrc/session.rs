@@ -233,6 +233,77 @@ pub(super) struct Selection {
 }
 
 impl Selection {
+    /// moqsrc's properties for choosing renditions.
+    pub(super) fn properties() -> Vec<glib::ParamSpec> {
+        vec![
+            glib::ParamSpecBoolean::builder("abr")
+                .nick("Adaptive bitrate")
+                .blurb(
+                    "Move the video pad between the broadcast's renditions to fit the link: \
+                 down when groups arrive late, up after a calm spell (at group boundaries)",
+                )
+                .default_value(true)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("max-video-height")
+                .nick("Maximum video height")
+                .blurb("Play no video rendition taller than this (pixels); 0 is no limit")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt64::builder("max-bitrate")
+                .nick("Maximum bitrate")
+                .blurb("Play no video rendition above this bitrate (bits/s); 0 is no limit")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("rendition")
+                .nick("Rendition")
+                .blurb(
+                    "Play this track of the catalog on its kind's pad, and no other \
+                 (no adaptive choice); an error if the catalog has no such track",
+                )
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecBoolean::builder("renditions-per-pad")
+                .nick("A pad per rendition")
+                .blurb(
+                    "Give every rendition of the catalog a pad of its own, for \
+                 applications that choose, instead of one pad per kind",
+                )
+                .default_value(false)
+                .mutable_ready()
+                .build(),
+        ]
+    }
+
+    /// Takes one of `properties`; false for any other.
+    pub(super) fn set_property(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
+        match pspec.name() {
+            "abr" => self.policy.abr = value.get().unwrap_or(true),
+            "max-video-height" => self.policy.limits.max_height = value.get().unwrap_or_default(),
+            "max-bitrate" => self.policy.limits.max_bitrate = value.get().unwrap_or_default(),
+            "rendition" => {
+                self.rendition = value
+                    .get::<Option<String>>()
+                    .unwrap_or_default()
+                    .filter(|name| !name.is_empty());
+            }
+            "renditions-per-pad" => self.per_rendition = value.get().unwrap_or(false),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The value of one of `properties`.
+    pub(super) fn property(&self, pspec: &glib::ParamSpec) -> Option<glib::Value> {
+        Some(match pspec.name() {
+            "abr" => self.policy.abr.to_value(),
+            "max-video-height" => self.policy.limits.max_height.to_value(),
+            "max-bitrate" => self.policy.limits.max_bitrate.to_value(),
+            "rendition" => self.rendition.to_value(),
+            "renditions-per-pad" => self.per_rendition.to_value(),
+            _ => return None,
+        })
+    }
     /// The pads' feeds, by pad key (the track name with a pad per
     /// rendition, else the kind): every rendition of a kind on one pad, or
     /// only the `rendition` asked for on its kind's pad. Errs when that
@@ -555,6 +626,14 @@ async fn subscribe_catalog(
     Ok(moq_mux::catalog::hang::Consumer::<()>::new(subscriber))
 }
 
+/// Whether a new feed got its pad.
+enum Added {
+    Yes,
+    /// Not now (stopping, or nothing to play): the next update tries again.
+    No,
+    ElementGone,
+}
+
 /// The track readers of one subscription to the broadcast, and the pads
 /// (kept over subscriptions) they feed.
 struct Readers<'a> {
@@ -567,6 +646,47 @@ struct Readers<'a> {
 }
 
 impl Readers<'_> {
+    /// A pad for a new feed, on the rendition its policy starts on.
+    fn add_pad(&mut self, key: &str, feed: Feed, estimate: Option<u64>) -> Added {
+        let Some(start) = self.pads.selection.policy.start(&feed, estimate).cloned() else {
+            return Added::No;
+        };
+        let Some(obj) = self.element.upgrade() else {
+            return Added::ElementGone;
+        };
+        let Some((tx, rejoin)) =
+            obj.imp()
+                .add_rendition(start.kind, &start.name, start.caps.clone())
+        else {
+            return Added::No;
+        };
+        let link = PadLink {
+            tx,
+            feed: watch::Sender::new(feed),
+            rejoin,
+        };
+        self.pads.senders.insert(key.to_owned(), link);
+        Added::Yes
+    }
+
+    /// The reader of the pad `key` for this subscription. A reader of a
+    /// broadcast that came back starts on what its policy picks now.
+    fn start_reader(&mut self, key: &str, estimate: Option<u64>) {
+        let Some(link) = self.pads.senders.get(key) else {
+            return;
+        };
+        let end = link.reader_end(self.pads);
+        let Some(start) = end.policy.start(&end.feed.borrow(), estimate).cloned() else {
+            return;
+        };
+        self.tasks.spawn(self.scope.wrap(feed::read_feed(
+            self.element.clone(),
+            self.broadcast.clone(),
+            start,
+            end,
+        )));
+    }
+
     /// A catalog update: new feeds for known pads (never waiting on a pad),
     /// a pad and a reader for each new one, `no-more-pads` after the first.
     /// False once the element is gone; an error when the catalog lacks the
@@ -598,39 +718,14 @@ impl Readers<'_> {
                     changed
                 });
             } else {
-                let Some(start) = self.pads.selection.policy.start(&feed, estimate).cloned() else {
-                    continue;
-                };
-                let Some(obj) = self.element.upgrade() else {
-                    return Ok(false);
-                };
-                let Some((tx, rejoin)) =
-                    obj.imp()
-                        .add_rendition(start.kind, &start.name, start.caps.clone())
-                else {
-                    continue;
-                };
-                let link = PadLink {
-                    tx,
-                    feed: watch::Sender::new(feed),
-                    rejoin,
-                };
-                self.pads.senders.insert(key.clone(), link);
+                match self.add_pad(&key, feed, estimate) {
+                    Added::Yes => {}
+                    Added::No => continue,
+                    Added::ElementGone => return Ok(false),
+                }
             }
             if self.reading.insert(key.clone()) {
-                let link = &self.pads.senders[&key];
-                let end = link.reader_end(self.pads);
-                // A reader of a broadcast that came back starts on what its
-                // policy picks now.
-                let Some(start) = end.policy.start(&end.feed.borrow(), estimate).cloned() else {
-                    continue;
-                };
-                self.tasks.spawn(self.scope.wrap(feed::read_feed(
-                    self.element.clone(),
-                    self.broadcast.clone(),
-                    start,
-                    end,
-                )));
+                self.start_reader(&key, estimate);
             }
         }
         if !self.pads.announced && !self.pads.senders.is_empty() {
