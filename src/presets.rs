@@ -314,7 +314,7 @@ fn describe_ladder(opts: &Options) -> String {
     format!(
         "moqsink name=moq url={relay} broadcast={broadcast} \
          videotestsrc is-live=true pattern=zone-plate kx2=20 ky2=20 kt=1 \
-         ! video/x-raw,width={width},height={height},framerate=30/1 ! tee name=src \
+         ! video/x-raw,format=I420,width={width},height={height},framerate=30/1 ! tee name=src \
          {rungs} \
          audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 \
          ! opusenc ! moq.audio_0",

@@ -250,12 +250,17 @@ fn routes(
         let gateway = gateway.clone();
         warp::post()
             .and(warp::path::full())
+            .and(warp::query::<std::collections::HashMap<String, String>>())
             .and(warp::body::content_length_limit(MAX_OFFER))
             .and(warp::body::bytes())
-            .then(move |path: warp::path::FullPath, body: bytes::Bytes| {
-                let gateway = gateway.clone();
-                async move { gateway.post(path.as_str(), &body).await }
-            })
+            .then(
+                move |path: warp::path::FullPath,
+                      query: std::collections::HashMap<String, String>,
+                      body: bytes::Bytes| {
+                    let gateway = gateway.clone();
+                    async move { gateway.post(path.as_str(), &query, &body).await }
+                },
+            )
             .recover(|rejection: warp::Rejection| async move {
                 // warp's own refusals of a POST body; anything else (not a
                 // POST) goes on to the other routes.
@@ -338,14 +343,31 @@ fn new_id() -> String {
 }
 
 impl Gateway {
-    async fn post(self: &Arc<Self>, path: &str, body: &[u8]) -> Reply {
+    async fn post(
+        self: &Arc<Self>,
+        path: &str,
+        query: &std::collections::HashMap<String, String>,
+        body: &[u8],
+    ) -> Reply {
         let (kind, broadcast, offer) = match parse_post(path, body) {
             Ok(request) => request,
             Err((status, text)) => return text_reply(status, text),
         };
+        // A viewer's largest picture, for broadcasts with renditions: its
+        // moqsrc plays none taller.
+        let max_height = match query.get("max-height").map(|h| h.parse::<u32>()) {
+            None => 0,
+            Some(Ok(height)) => height,
+            Some(Err(_)) => {
+                return text_reply(
+                    StatusCode::BAD_REQUEST,
+                    "max-height is a whole number of lines",
+                );
+            }
+        };
         let started = match kind {
             Kind::Ingest => self.start_ingest(&broadcast, &offer),
-            Kind::Egress => self.start_egress(&broadcast).await,
+            Kind::Egress => self.start_egress(&broadcast, max_height).await,
         };
         let session = match started {
             Ok(session) => session,
@@ -500,9 +522,10 @@ impl Gateway {
     async fn start_egress(
         self: &Arc<Self>,
         broadcast: &str,
+        max_height: u32,
     ) -> Result<Arc<Session>, (StatusCode, String)> {
         let (session, ready) = self
-            .build_egress(broadcast)
+            .build_egress(broadcast, max_height)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         self.sessions
             .lock()
@@ -608,7 +631,11 @@ impl Gateway {
         Ok(())
     }
 
-    fn build_egress(self: &Arc<Self>, broadcast: &str) -> anyhow::Result<(Arc<Session>, Ready)> {
+    fn build_egress(
+        self: &Arc<Self>,
+        broadcast: &str,
+        max_height: u32,
+    ) -> anyhow::Result<(Arc<Session>, Ready)> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
@@ -616,6 +643,7 @@ impl Gateway {
             .name("moq")
             .property("url", &self.opts.relay)
             .property("broadcast", broadcast)
+            .property("max-video-height", max_height)
             .build()
             .context("no moqsrc")?;
         let sink = gst::ElementFactory::make("whepserversink")

@@ -178,6 +178,34 @@ fn whep_viewer_of_a_broadcast_with_rare_keyframes() {
     assert_eq!(server.keyframe_requests(), 0, "a publisher here was asked");
 }
 
+/// A viewer of a broadcast with renditions (the `ladder` preset) asking for
+/// at most 200 lines (`?max-height=200`) gets the 320x180 one.
+#[test]
+fn a_whep_viewer_picks_its_rendition_height() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server(Duration::from_secs(10));
+    let broadcast = unique("ladder");
+    let description = moq_gateway::presets::describe(
+        moq_gateway::presets::Preset::Ladder,
+        &moq_gateway::presets::Options {
+            relay: RELAY.url(),
+            broadcast: broadcast.clone(),
+            ..Default::default()
+        },
+    );
+    let publisher = Running::start("ladder", &description);
+    let (viewer, counts) = whep_viewer(&server, &format!("{broadcast}?max-height=200"));
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &viewer]);
+    let caps = viewer
+        .pipeline
+        .by_name("video")
+        .and_then(|sink| sink.static_pad("sink"))
+        .and_then(|pad| pad.current_caps())
+        .expect("the viewer's video caps");
+    let height = caps.structure(0).and_then(|s| s.get::<i32>("height").ok());
+    assert_eq!(height, Some(180), "{caps}");
+}
+
 #[test]
 fn http_answers_and_refusals() {
     let server = server(Duration::from_millis(500));
@@ -205,6 +233,9 @@ fn http_answers_and_refusals() {
     assert_eq!(status, 400);
     let (status, _, _) = http(addr, "POST", "/elsewhere", "v=0\r\n");
     assert_eq!(status, 404);
+    let (status, _, body) = http(addr, "POST", "/whep/cam?max-height=tall", "v=0\r\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("max-height"), "{body}");
     let (status, _, _) = http(addr, "DELETE", "/session/0123", "");
     assert_eq!(status, 404);
     let (status, _, _) = http(addr, "PATCH", "/session/0123", "");
