@@ -639,13 +639,7 @@ impl Gateway {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
-        let src = gst::ElementFactory::make("moqsrc")
-            .name("moq")
-            .property("url", &self.opts.relay)
-            .property("broadcast", broadcast)
-            .property("max-video-height", max_height)
-            .build()
-            .context("no moqsrc")?;
+        let src = egress_source(&self.opts.relay, broadcast, max_height)?;
         let sink = gst::ElementFactory::make("whepserversink")
             .name("webrtc")
             .build()
@@ -991,6 +985,18 @@ fn element_reply(status: StatusCode, reply: &gst::Structure, id: &str, body: Vec
             &format!("the WebRTC element's answer is not valid HTTP: {err}"),
         )
     })
+}
+
+/// An egress's moqsrc, playing no rendition taller than `max_height` (0:
+/// any).
+fn egress_source(relay: &str, broadcast: &str, max_height: u32) -> anyhow::Result<gst::Element> {
+    gst::ElementFactory::make("moqsrc")
+        .name("moq")
+        .property("url", relay)
+        .property("broadcast", broadcast)
+        .property("max-video-height", max_height)
+        .build()
+        .context("no moqsrc")
 }
 
 /// When an egress can take an offer: moqsrc has made its pads and

@@ -167,15 +167,7 @@ fn moq_watch_switches_between_moqsink_renditions() {
     };
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let broadcast = unique("moq-watch-ladder");
-    let description = moq_gateway::presets::describe(
-        moq_gateway::presets::Preset::Ladder,
-        &moq_gateway::presets::Options {
-            relay: RELAY.url(),
-            broadcast: broadcast.clone(),
-            ..Default::default()
-        },
-    );
-    let publisher = Running::start("ladder", &description);
+    let publisher = ladder_publisher(&broadcast);
     let player = Browser::open(
         &binary,
         &page_url_with("watch.html", &broadcast, "&steer=1"),

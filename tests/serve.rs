@@ -185,15 +185,7 @@ fn a_whep_viewer_picks_its_rendition_height() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let server = server(Duration::from_secs(10));
     let broadcast = unique("ladder");
-    let description = moq_gateway::presets::describe(
-        moq_gateway::presets::Preset::Ladder,
-        &moq_gateway::presets::Options {
-            relay: RELAY.url(),
-            broadcast: broadcast.clone(),
-            ..Default::default()
-        },
-    );
-    let publisher = Running::start("ladder", &description);
+    let publisher = ladder_publisher(&broadcast);
     let (viewer, counts) = whep_viewer(&server, &format!("{broadcast}?max-height=200"));
     wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &viewer]);
     let caps = viewer

@@ -214,6 +214,20 @@ pub fn moq_publisher_with(broadcast: &str, video: Video, audio_encoder: &str) ->
     )
 }
 
+/// The `ladder` preset (three H.264 renditions and Opus) publishing
+/// `broadcast` to the test relay.
+pub fn ladder_publisher(broadcast: &str) -> Running {
+    let description = moq_gateway::presets::describe(
+        moq_gateway::presets::Preset::Ladder,
+        &moq_gateway::presets::Options {
+            relay: RELAY.url(),
+            broadcast: broadcast.to_owned(),
+            ..Default::default()
+        },
+    );
+    Running::start("ladder", &description)
+}
+
 /// moqsrc decoding the broadcast into the counting appsinks.
 pub fn moq_subscriber(broadcast: &str) -> (Running, Counts) {
     let running = Running::start(
