@@ -6,12 +6,17 @@
 
 mod common;
 
-use common::{RELAY, init, unique_broadcast};
+use std::time::Duration;
+
+use common::{RELAY, init, status, unique_broadcast, wait};
 use gst::prelude::*;
 
-/// A moqsink with its request pad `pad` linked to a harness, on the relay.
-/// The harness sets a sink element PLAYING as it takes it, so the element
-/// is made with its properties first.
+/// A moqsink with its request pad `pad` linked to a harness, on the relay,
+/// connected. The harness sets a sink element PLAYING as it takes it, so
+/// the element is made with its properties first. Waiting for the
+/// connection keeps a handshake from being under way when the test binary
+/// exits: the relay's TLS would then seed aws-lc's random generator on a
+/// thread while the process tears it down, and aws-lc aborts.
 fn harness(pad: &str) -> gst_check::Harness {
     init();
     let sink = gst::ElementFactory::make("moqsink")
@@ -20,7 +25,11 @@ fn harness(pad: &str) -> gst_check::Harness {
         .property("tls-disable-verify", true)
         .build()
         .expect("moqsink");
-    gst_check::Harness::with_element(&sink, Some(pad), None)
+    let h = gst_check::Harness::with_element(&sink, Some(pad), None);
+    wait::until("moqsink connected", Duration::from_secs(10), || {
+        status(&sink) == "connected"
+    });
+    h
 }
 
 fn accepts(h: &gst_check::Harness, caps: &str) -> bool {
