@@ -995,6 +995,9 @@ fn egress_source(relay: &str, broadcast: &str, max_height: u32) -> anyhow::Resul
         .property("url", relay)
         .property("broadcast", broadcast)
         .property("max-video-height", max_height)
+        // Its link is the gateway's to the relay, not the viewer's: adapting
+        // to it would only ever pick the best.
+        .property("abr", false)
         .build()
         .context("no moqsrc")
 }

@@ -501,8 +501,10 @@ impl Pads {
             senders: HashMap::new(),
             skipped: HashSet::new(),
             announced: false,
+            // Only an adaptive choice reads it (and holding it opens a
+            // PROBE stream with the relay).
+            estimate: selection.policy.abr.then_some(estimate),
             selection,
-            estimate: Some(estimate),
         }
     }
 }
