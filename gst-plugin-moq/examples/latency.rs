@@ -14,6 +14,9 @@
 //!
 //! Run: `cargo run --release -p gst-plugin-moq --example latency [-- FRAMES]`
 
+// The examples' shared children; this one uses only the CPU clock.
+#[allow(dead_code)]
+mod common;
 // Shared with the tests, which use more of it.
 #[allow(dead_code)]
 #[path = "../tests/common/relay.rs"]
@@ -24,6 +27,7 @@ use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::process_cpu;
 use gst::prelude::*;
 
 const WIDTH: u32 = 1280;
@@ -35,24 +39,6 @@ fn wall_ns() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos()
-}
-
-/// CPU time of this whole process so far, from the scheduler's per-thread
-/// nanosecond counters.
-fn process_cpu() -> Duration {
-    let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
-                total += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(total)
 }
 
 fn init() {
