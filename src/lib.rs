@@ -21,5 +21,6 @@ pub fn init() -> anyhow::Result<()> {
     gst::init().context("cannot initialize GStreamer")?;
     gstmoq::plugin_register_static().context("cannot register the moq plugin")?;
     gstrswebrtc::plugin_register_static().context("cannot register the rswebrtc plugin")?;
+    gstrsrtp::plugin_register_static().context("cannot register the rsrtp plugin")?;
     Ok(())
 }

@@ -314,9 +314,19 @@ fn a_crowd_of_whep_viewers_all_play() {
                 waiting() == 0
             },
             || {
+                let stuck: Vec<String> = viewers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, c))| {
+                        let video = c.video.load(std::sync::atomic::Ordering::Relaxed);
+                        let audio = c.audio.load(std::sync::atomic::Ordering::Relaxed);
+                        (video < 5 || audio < 5)
+                            .then(|| format!("viewer {i}: {video} video, {audio} audio frames"))
+                    })
+                    .collect();
                 format!(
                     "round {round}: {} of {VIEWERS} viewers (joined within {spread:?}) \
-                     decoded nothing after 60 s",
+                     decoded nothing after 60 s: {stuck:?}",
                     waiting()
                 )
             },

@@ -283,3 +283,93 @@ fn explicit_properties_pick_what_they_say() {
         "{error}"
     );
 }
+
+/// The video pad lists its renditions; `max-video-height` and
+/// `max-bitrate` set while playing move it at a group boundary: down out
+/// of what they no longer allow, and (with no adaptive choice) up to the
+/// best they allow again, with no gap longer than a group.
+#[test]
+fn limits_set_while_playing_move_the_pad() {
+    init();
+    let broadcast = unique_broadcast("live-limits");
+    let publisher = ladder(&broadcast);
+    publisher.set_state(gst::State::Playing).unwrap();
+    let p = pipeline(&format!(
+        "moqsrc name=src url={} broadcast={broadcast} tls-disable-verify=true abr=false \
+         ! fakesink name=out sync=false",
+        RELAY.url()
+    ));
+    let seen = watch_sink(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    let src = p.by_name("src").unwrap();
+    let pad = || src.src_pads()[0].property::<String>("track");
+    let mut switches = Vec::new();
+    wait::until(
+        "frames of the best rendition",
+        Duration::from_secs(20),
+        || seen.lock().unwrap().arrivals.len() > 30,
+    );
+    assert_eq!(pad(), HIGH);
+    // The pad tells what it may move between, best first.
+    let renditions = src.src_pads()[0].property::<gst::Array>("renditions");
+    let listed: Vec<(String, i32, u64)> = renditions
+        .iter()
+        .map(|v| {
+            let s = v.get::<gst::Structure>().unwrap();
+            (
+                s.get("track").unwrap(),
+                s.get("height").unwrap(),
+                s.get("bitrate").unwrap(),
+            )
+        })
+        .collect();
+    let tracks: Vec<&str> = listed.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(tracks, [HIGH, MID, LOW], "{listed:?}");
+    let heights: Vec<i32> = listed.iter().map(|(_, h, _)| *h).collect();
+    assert_eq!(heights, [360, 180, 90]);
+    assert!(listed.iter().all(|(_, _, b)| *b > 0), "{listed:?}");
+
+    let lowered = Instant::now();
+    src.set_property("max-video-height", 200u32);
+    wait::until(
+        "the pad on the middle rendition",
+        Duration::from_secs(10),
+        || {
+            drain_switches(&p, &mut switches);
+            pad() == MID
+        },
+    );
+    src.set_property("max-bitrate", 300_000u64);
+    wait::until(
+        "the pad on the lowest rendition",
+        Duration::from_secs(10),
+        || {
+            drain_switches(&p, &mut switches);
+            pad() == LOW
+        },
+    );
+    src.set_property("max-video-height", 0u32);
+    src.set_property("max-bitrate", 0u64);
+    wait::until("the pad back on the best", Duration::from_secs(10), || {
+        drain_switches(&p, &mut switches);
+        pad() == HIGH
+    });
+    let arrivals = seen.lock().unwrap().arrivals.len();
+    wait::until("frames after the switches", Duration::from_secs(10), || {
+        seen.lock().unwrap().arrivals.len() > arrivals + 30
+    });
+    drain_switches(&p, &mut switches);
+    let seen = seen.lock().unwrap();
+    let gap = longest_gap(&seen, lowered);
+    p.set_state(gst::State::Null).unwrap();
+    publisher.set_state(gst::State::Null).unwrap();
+
+    let reasons: Vec<&str> = switches.iter().map(|(_, _, why)| why.as_str()).collect();
+    assert_eq!(reasons, ["limit"; 3], "{switches:?}");
+    assert_eq!(seen.heights, [360, 180, 90, 360]);
+    assert_eq!(
+        (stat(&src, "switches-down"), stat(&src, "switches-up")),
+        (2, 1)
+    );
+    assert!(gap < Duration::from_secs(1), "a {gap:?} gap");
+}

@@ -83,12 +83,18 @@ impl Limits {
     }
 }
 
-/// `ladder` best first (tallest, then highest bitrate; unknown ranks low,
-/// ties keep their order), then only the rungs `limits` allow; when none
-/// does, the lowest alone, so the pad still plays.
-pub fn allowed(ladder: &[Rung], limits: Limits) -> Vec<Rung> {
+/// `ladder` best first: tallest, then highest bitrate; unknown ranks low,
+/// ties keep their order.
+pub fn ranked(ladder: &[Rung]) -> Vec<Rung> {
     let mut ranked = ladder.to_vec();
     ranked.sort_by_key(|r| std::cmp::Reverse((r.height, r.bitrate.unwrap_or(0))));
+    ranked
+}
+
+/// `ladder` best first (see `ranked`), then only the rungs `limits` allow; when none
+/// does, the lowest alone, so the pad still plays.
+pub fn allowed(ladder: &[Rung], limits: Limits) -> Vec<Rung> {
+    let ranked = ranked(ladder);
     let fit: Vec<Rung> = ranked.iter().filter(|r| limits.allow(r)).cloned().collect();
     if fit.is_empty() {
         ranked.last().cloned().into_iter().collect()
@@ -113,6 +119,10 @@ pub enum Why {
     Probe,
     /// The rendition played is no longer allowed or in the catalog.
     Gone,
+    /// The application changed `max-video-height` or `max-bitrate`: down
+    /// (true) out of what it no longer allows, or up to the best it now
+    /// allows (without the adaptive choice).
+    Limit(bool),
 }
 
 impl Why {
@@ -125,10 +135,16 @@ impl Why {
             Why::Room(_) => "room",
             Why::Probe => "probe",
             Why::Gone => "gone",
+            Why::Limit(_) => "limit",
         }
     }
 
     pub fn is_down(&self) -> bool {
+        self.is_link_down() || matches!(self, Why::Limit(true))
+    }
+
+    /// Down because the link did not carry the rendition.
+    fn is_link_down(&self) -> bool {
         matches!(self, Why::Late(_) | Why::Skipped | Why::Short(_))
     }
 }
@@ -413,7 +429,7 @@ impl Controller {
 
     /// The pad moved to another rendition at `now`.
     pub fn switched(&mut self, now: Instant, why: &Why) {
-        if why.is_down() {
+        if why.is_link_down() {
             if self
                 .up_at
                 .is_some_and(|up| now.duration_since(up) < FAILED_UP)

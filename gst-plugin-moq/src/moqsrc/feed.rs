@@ -108,6 +108,11 @@ pub(super) struct Policy {
 }
 
 impl Policy {
+    /// Every rung of the feed, best first.
+    pub(super) fn ranked(&self, feed: &Feed) -> Vec<abr::Rung> {
+        abr::ranked(&feed.iter().map(|r| r.rung.clone()).collect::<Vec<_>>())
+    }
+
     /// The feed's rungs best first, within the limits.
     fn ladder(&self, feed: &Feed) -> Vec<abr::Rung> {
         abr::allowed(
@@ -140,6 +145,8 @@ pub(super) struct PadEnd {
     pub(super) rejoin: Arc<Rejoin>,
     pub(super) estimate: Option<moq_net::bandwidth::Consumer>,
     pub(super) policy: Policy,
+    /// The application's limits as they change while playing.
+    pub(super) limits: watch::Receiver<abr::Limits>,
 }
 
 impl PadEnd {
@@ -180,6 +187,11 @@ struct Reader {
     sent_caps: Option<gst::Caps>,
     last_us: Option<u64>,
     restart: bool,
+    /// Whether the adaptive choice moves this pad.
+    adaptive: bool,
+    /// The limits changed: the rendition played is looked at again once no
+    /// switch is under way.
+    refit: bool,
     abr: abr::Controller,
 }
 
@@ -213,6 +225,8 @@ pub(super) async fn read_feed(
         sent_caps: None,
         last_us: None,
         restart: false,
+        adaptive,
+        refit: false,
         abr: abr::Controller::new(Instant::now()),
     };
     let rejoin = reader.pad.rejoin.clone();
@@ -239,7 +253,12 @@ pub(super) async fn read_feed(
                 Err(_) => false,
                 Ok(()) => reader.feed_changed().await,
             },
-            _ = decide.tick(), if adaptive => reader.decide().await,
+            changed = reader.pad.limits.changed() => match changed {
+                // The element is gone.
+                Err(_) => false,
+                Ok(()) => reader.limits_changed().await,
+            },
+            _ = decide.tick() => reader.decide().await,
         };
         if !go_on {
             return;
@@ -471,9 +490,44 @@ impl Reader {
         }
     }
 
-    /// The adaptive choice, looked at regularly.
+    /// The application changed its limits: the rendition played moves now
+    /// if no switch is under way, else once it is through.
+    async fn limits_changed(&mut self) -> bool {
+        self.pad.policy.limits = *self.pad.limits.borrow_and_update();
+        self.refit = true;
+        self.decide().await
+    }
+
+    /// Out of a rendition the limits no longer allow to the best they do;
+    /// without the adaptive choice, also up to the best they now allow.
+    async fn fit(&mut self) -> bool {
+        let feed = self.pad.feed.borrow().clone();
+        let ladder = self.pad.policy.ladder(&feed);
+        let current = &self.current.rendition;
+        let Some(best) = ladder.first() else {
+            return true;
+        };
+        let allowed = ladder.iter().any(|r| r.name == current.name);
+        if best.name == current.name || (allowed && self.adaptive) {
+            return true;
+        }
+        let down = (best.height, best.bitrate) < (current.rung.height, current.rung.bitrate);
+        match feed.into_iter().find(|r| r.name == best.name) {
+            Some(rendition) => self.switch_to(rendition, Why::Limit(down)).await,
+            None => true,
+        }
+    }
+
+    /// The adaptive choice, looked at regularly (and the limits, after they
+    /// changed).
     async fn decide(&mut self) -> bool {
         if self.pending.is_some() || self.switching.is_some() {
+            return true;
+        }
+        if std::mem::take(&mut self.refit) {
+            return self.fit().await;
+        }
+        if !self.adaptive {
             return true;
         }
         let feed = self.pad.feed.borrow().clone();

@@ -69,6 +69,7 @@ impl Default for Settings {
                     abr: true,
                     limits: Limits::default(),
                 },
+                live: tokio::sync::watch::Sender::new(Limits::default()),
             },
         }
     }
@@ -212,9 +213,11 @@ impl MoqSrc {
         kind: TrackKind,
         track: &str,
         caps: gst::Caps,
-    ) -> Option<(mpsc::Sender<Item>, Arc<Rejoin>)> {
+        renditions: Vec<super::abr::Rung>,
+    ) -> Option<(mpsc::Sender<Item>, Arc<Rejoin>, MoqSrcPad)> {
         let (name, group_id) = self.next_pad_name(kind)?;
         let pad = self.make_pad(kind, &name, track)?;
+        pad.imp().set_renditions(renditions);
         if pad.set_active(true).is_err() {
             gst::warning!(CAT, imp = self, "cannot activate pad {name}");
             return None;
@@ -243,7 +246,7 @@ impl MoqSrc {
         if self.obj().add_pad(&pad).is_err() {
             return None;
         }
-        Some((tx, pad.imp().rejoin.clone()))
+        Some((tx, pad.imp().rejoin.clone(), pad))
     }
 
     /// The next free pad name of `kind` and the stream group, unless the

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
-//! The source pad of `moqsrc`: which MoQ track it plays, for applications
-//! that look at a pad and want to know where its data comes from.
+//! The source pad of `moqsrc`: which MoQ track it plays and which it may
+//! move between, for applications that look at a pad and want to know where
+//! its data comes from.
 
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -9,11 +10,14 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::abr::Rung;
 use super::rejoin::Rejoin;
 
 #[derive(Default)]
 pub struct MoqSrcPad {
     pub(super) track: Mutex<Option<String>>,
+    /// The renditions this pad may play, best first, as the catalog has them.
+    renditions: Mutex<Vec<Rung>>,
     /// Keeps this pad's timestamps continuous over publisher jumps.
     pub(super) continuity: Mutex<Continuity>,
     /// The last timestamp pushed: none goes below it.
@@ -23,6 +27,47 @@ pub struct MoqSrcPad {
 }
 
 impl MoqSrcPad {
+    /// The renditions this pad may play now; notifies `renditions` when
+    /// they changed.
+    pub(super) fn set_renditions(&self, rungs: Vec<Rung>) {
+        let changed = {
+            let mut now = self
+                .renditions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = *now != rungs;
+            *now = rungs;
+            changed
+        };
+        if changed {
+            self.obj().notify("renditions");
+        }
+    }
+
+    /// `renditions` as the property gives it: a structure per rendition.
+    fn renditions_value(&self) -> gst::Array {
+        let rungs = self
+            .renditions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        rungs
+            .iter()
+            .map(|r| {
+                gst::Structure::builder("rendition")
+                    .field("track", r.name.as_str())
+                    .field_if(
+                        "height",
+                        i32::try_from(r.height).unwrap_or(i32::MAX),
+                        r.height > 0,
+                    )
+                    .field_if_some("bitrate", r.bitrate)
+                    .field_if_some("framerate", r.framerate)
+                    .build()
+                    .to_send_value()
+            })
+            .collect()
+    }
+
     /// `pts`, or the last one pushed if that is later: the shared timeline
     /// can move earlier when another track shows a faster path (see
     /// `Timeline`), and a pad's timestamps must never go back.
@@ -151,17 +196,30 @@ impl ObjectImpl for MoqSrcPad {
                     .blurb("Name of the MoQ track (catalog rendition) this pad plays")
                     .read_only()
                     .build(),
+                gst::ParamSpecArray::builder("renditions")
+                    .nick("Renditions")
+                    .blurb(
+                        "The catalog renditions this pad may play, best first: a \
+                         'rendition' structure each, with track, and height, bitrate \
+                         (bits/s) and framerate when the catalog gives them",
+                    )
+                    .read_only()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
     }
 
-    fn property(&self, _id: usize, _pspec: &glib::ParamSpec) -> glib::Value {
-        self.track
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .to_value()
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "renditions" => self.renditions_value().to_value(),
+            _ => self
+                .track
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .to_value(),
+        }
     }
 }
 

@@ -230,6 +230,10 @@ pub(super) struct Selection {
     pub(super) per_rendition: bool,
     pub(super) rendition: Option<String>,
     pub(super) policy: Policy,
+    /// `policy.limits` as they change while playing: every clone of the
+    /// selection (the running session's) shares it, and each pad's reader
+    /// follows it.
+    pub(super) live: watch::Sender<abr::Limits>,
 }
 
 impl Selection {
@@ -247,13 +251,19 @@ impl Selection {
                 .build(),
             glib::ParamSpecUInt::builder("max-video-height")
                 .nick("Maximum video height")
-                .blurb("Play no video rendition taller than this (pixels); 0 is no limit")
-                .mutable_ready()
+                .blurb(
+                    "Play no video rendition taller than this (pixels); 0 is no limit. \
+                 Set while playing, the video pad moves at its next group boundary",
+                )
+                .mutable_playing()
                 .build(),
             glib::ParamSpecUInt64::builder("max-bitrate")
                 .nick("Maximum bitrate")
-                .blurb("Play no video rendition above this bitrate (bits/s); 0 is no limit")
-                .mutable_ready()
+                .blurb(
+                    "Play no video rendition above this bitrate (bits/s); 0 is no limit. \
+                 Set while playing, the video pad moves at its next group boundary",
+                )
+                .mutable_playing()
                 .build(),
             glib::ParamSpecString::builder("rendition")
                 .nick("Rendition")
@@ -279,8 +289,14 @@ impl Selection {
     pub(super) fn set_property(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
         match pspec.name() {
             "abr" => self.policy.abr = value.get().unwrap_or(true),
-            "max-video-height" => self.policy.limits.max_height = value.get().unwrap_or_default(),
-            "max-bitrate" => self.policy.limits.max_bitrate = value.get().unwrap_or_default(),
+            "max-video-height" => {
+                self.policy.limits.max_height = value.get().unwrap_or_default();
+                self.live.send_replace(self.policy.limits);
+            }
+            "max-bitrate" => {
+                self.policy.limits.max_bitrate = value.get().unwrap_or_default();
+                self.live.send_replace(self.policy.limits);
+            }
             "rendition" => {
                 self.rendition = value
                     .get::<Option<String>>()
@@ -490,6 +506,8 @@ struct Pads {
     skipped: HashSet<String>,
     announced: bool,
     selection: Selection,
+    /// The application's limits as they are now.
+    limits: watch::Receiver<abr::Limits>,
     /// The relay's estimate of what it can send us (moq-lite's PROBE):
     /// holding it is what asks the relay for it.
     estimate: Option<moq_net::bandwidth::Consumer>,
@@ -504,7 +522,16 @@ impl Pads {
             // Only an adaptive choice reads it (and holding it opens a
             // PROBE stream with the relay).
             estimate: selection.policy.abr.then_some(estimate),
+            limits: selection.live.subscribe(),
             selection,
+        }
+    }
+
+    /// How a pad chooses now: the selection's, with the limits of now.
+    fn policy(&self) -> Policy {
+        Policy {
+            limits: *self.limits.borrow(),
+            ..self.selection.policy
         }
     }
 }
@@ -518,6 +545,8 @@ struct PadLink {
     /// with the frames.
     feed: watch::Sender<Feed>,
     rejoin: Arc<Rejoin>,
+    /// The pad, for its `renditions`.
+    pad: glib::WeakRef<super::MoqSrcPad>,
 }
 
 /// Whether two feeds differ in anything a reader acts on.
@@ -536,7 +565,8 @@ impl PadLink {
             feed: self.feed.subscribe(),
             rejoin: self.rejoin.clone(),
             estimate: pads.estimate.clone(),
-            policy: pads.selection.policy,
+            policy: pads.policy(),
+            limits: pads.limits.clone(),
         }
     }
 }
@@ -650,15 +680,16 @@ struct Readers<'a> {
 impl Readers<'_> {
     /// A pad for a new feed, on the rendition its policy starts on.
     fn add_pad(&mut self, key: &str, feed: Feed, estimate: Option<u64>) -> Added {
-        let Some(start) = self.pads.selection.policy.start(&feed, estimate).cloned() else {
+        let Some(start) = self.pads.policy().start(&feed, estimate).cloned() else {
             return Added::No;
         };
         let Some(obj) = self.element.upgrade() else {
             return Added::ElementGone;
         };
-        let Some((tx, rejoin)) =
+        let rungs = self.pads.selection.policy.ranked(&feed);
+        let Some((tx, rejoin, pad)) =
             obj.imp()
-                .add_rendition(start.kind, &start.name, start.caps.clone())
+                .add_rendition(start.kind, &start.name, start.caps.clone(), rungs)
         else {
             return Added::No;
         };
@@ -666,6 +697,7 @@ impl Readers<'_> {
             tx,
             feed: watch::Sender::new(feed),
             rejoin,
+            pad: pad.downgrade(),
         };
         self.pads.senders.insert(key.to_owned(), link);
         Added::Yes
@@ -712,13 +744,17 @@ impl Readers<'_> {
             .map(moq_net::bandwidth::Rate::as_bps);
         for (key, feed) in feeds {
             if let Some(link) = self.pads.senders.get(&key) {
-                link.feed.send_if_modified(|old| {
+                let changed = link.feed.send_if_modified(|old| {
                     let changed = !same_feed(old, &feed);
                     if changed {
                         *old = feed.clone();
                     }
                     changed
                 });
+                if changed && let Some(pad) = link.pad.upgrade() {
+                    pad.imp()
+                        .set_renditions(self.pads.selection.policy.ranked(&feed));
+                }
             } else {
                 match self.add_pad(&key, feed, estimate) {
                     Added::Yes => {}
