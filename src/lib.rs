@@ -7,12 +7,14 @@
 use anyhow::Context;
 
 pub mod demo;
+pub mod fit;
 pub mod launch;
 pub mod presets;
 pub mod relay;
 pub mod sdp;
 pub mod serve;
 pub mod trace;
+pub mod viewer_link;
 pub mod webrtcbin;
 
 /// Initializes GStreamer and registers the plugins built into the

@@ -265,6 +265,13 @@ pub const LADDER: [(u32, u32, u32); 3] = [(1280, 720, 2500), (640, 360, 800), (3
 /// Frames between keyframes in every rendition: a 2 s group at 30 fps.
 const LADDER_GOP: u32 = 60;
 
+/// The H.264 level of every rendition (the 720p one's). The encoder would
+/// pick one per picture size, and a WebRTC viewer's H.264 payloader cannot
+/// move between levels mid-stream (its caps carry the profile-level-id the
+/// session was answered with): with one level the renditions are
+/// interchangeable on one WHEP session.
+const LADDER_H264_LEVEL: &str = "3.1";
+
 impl Video {
     /// An encoder for a rendition of the ladder, with a keyframe every
     /// `LADDER_GOP` frames and none in between (no scene-cut keyframes),
@@ -273,7 +280,8 @@ impl Video {
         match self {
             Video::H264 => format!(
                 "x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} \
-                 key-int-max={LADDER_GOP} option-string=scenecut=0 ! h264parse"
+                 key-int-max={LADDER_GOP} option-string=scenecut=0 \
+                 ! video/x-h264,level=(string){LADDER_H264_LEVEL} ! h264parse"
             ),
             Video::H265 => format!(
                 "x265enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} \
@@ -296,8 +304,9 @@ impl Video {
 /// One live test pattern (a moving zone plate, which encoders spend bits
 /// on the way they do on camera video; with a tone) scaled and encoded into the
 /// `LADDER` renditions, all published by one moqsink: the video tracks of
-/// one broadcast are renditions of one source in its catalog, with their
-/// measured bitrates. moqsink passes a keyframe request of one rendition to
+/// one broadcast are renditions of one source in its catalog, with the
+/// bitrates they are encoded at (a viewer's rendition is chosen by them).
+/// moqsink passes a keyframe request of one rendition to
 /// all, which keeps the groups aligned.
 fn describe_ladder(opts: &Options) -> String {
     let (width, height, _) = LADDER[0];
@@ -311,14 +320,20 @@ fn describe_ladder(opts: &Options) -> String {
             )
         })
         .collect();
+    let bitrates: Vec<String> = LADDER
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, kbps))| format!("video_{i}::bitrate={}", kbps * 1000))
+        .collect();
     format!(
-        "moqsink name=moq url={relay} broadcast={broadcast} \
+        "moqsink name=moq url={relay} broadcast={broadcast} {bitrates} \
          videotestsrc is-live=true pattern=zone-plate kx2=20 ky2=20 kt=1 \
          ! video/x-raw,format=I420,width={width},height={height},framerate=30/1 ! tee name=src \
          {rungs} \
          audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 \
          ! opusenc ! moq.audio_0",
         rungs = rungs.join(" "),
+        bitrates = bitrates.join(" "),
         relay = quote(&opts.relay),
         broadcast = quote(&opts.broadcast),
     )

@@ -35,6 +35,7 @@ use warp::http::{Method, Response, StatusCode};
 
 use crate::presets::{self, Video};
 use crate::sdp;
+use crate::viewer_link::{ViewerLink, Wants};
 
 /// How long a WHEP offer waits for its broadcast to appear by default.
 pub const DEFAULT_BROADCAST_WAIT: Duration = Duration::from_secs(15);
@@ -113,6 +114,8 @@ struct Gateway {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Keyframe requests passed on to publishers (viewers joining, PLI/FIR).
     keyframe_requests: AtomicU64,
+    /// Estimates of viewers' links from their congestion control.
+    link_estimates: Arc<AtomicU64>,
     /// Answered viewers whose WebRTC connection never came up.
     never_connected: AtomicU64,
 }
@@ -143,6 +146,7 @@ impl Server {
             opts,
             sessions: Mutex::default(),
             keyframe_requests: AtomicU64::new(0),
+            link_estimates: Arc::default(),
             never_connected: AtomicU64::new(0),
         });
         let routes = routes(gateway.clone());
@@ -175,6 +179,13 @@ impl Server {
     /// a publisher of this gateway.
     pub fn keyframe_requests(&self) -> u64 {
         self.gateway.keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    /// How many estimates of WHEP viewers' links (their browsers'
+    /// transport-wide feedback, through whepserversink's congestion
+    /// control) reached the rendition choice.
+    pub fn link_estimates(&self) -> u64 {
+        self.gateway.link_estimates.load(Ordering::Relaxed)
     }
 
     /// How many answered WHEP viewers were ended because their WebRTC
@@ -353,21 +364,15 @@ impl Gateway {
             Ok(request) => request,
             Err((status, text)) => return text_reply(status, text),
         };
-        // A viewer's largest picture, for broadcasts with renditions: its
-        // moqsrc plays none taller.
-        let max_height = match query.get("max-height").map(|h| h.parse::<u32>()) {
-            None => 0,
-            Some(Ok(height)) => height,
-            Some(Err(_)) => {
-                return text_reply(
-                    StatusCode::BAD_REQUEST,
-                    "max-height is a whole number of lines",
-                );
-            }
+        // A viewer's largest picture and link, for broadcasts with
+        // renditions.
+        let wants = match Wants::from_query(query) {
+            Ok(wants) => wants,
+            Err(text) => return text_reply(StatusCode::BAD_REQUEST, text),
         };
         let started = match kind {
             Kind::Ingest => self.start_ingest(&broadcast, &offer),
-            Kind::Egress => self.start_egress(&broadcast, max_height).await,
+            Kind::Egress => self.start_egress(&broadcast, wants).await,
         };
         let session = match started {
             Ok(session) => session,
@@ -522,10 +527,10 @@ impl Gateway {
     async fn start_egress(
         self: &Arc<Self>,
         broadcast: &str,
-        max_height: u32,
+        wants: Wants,
     ) -> Result<Arc<Session>, (StatusCode, String)> {
-        let (session, ready) = self
-            .build_egress(broadcast, max_height)
+        let (session, ready, link) = self
+            .build_egress(broadcast, wants)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         self.sessions
             .lock()
@@ -536,7 +541,10 @@ impl Gateway {
             return Err((StatusCode::INTERNAL_SERVER_ERROR, err));
         }
         match self.wait_streams(&session, broadcast, ready).await {
-            Ok(()) => Ok(session),
+            Ok(()) => {
+                link.prepare(&session.webrtc, wants);
+                Ok(session)
+            }
             Err(err) => {
                 self.end(&session.id);
                 Err(err)
@@ -634,12 +642,17 @@ impl Gateway {
     fn build_egress(
         self: &Arc<Self>,
         broadcast: &str,
-        max_height: u32,
-    ) -> anyhow::Result<(Arc<Session>, Ready)> {
+        wants: Wants,
+    ) -> anyhow::Result<(Arc<Session>, Ready, Arc<ViewerLink>)> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
-        let src = egress_source(&self.opts.relay, broadcast, max_height)?;
+        let src = egress_source(&self.opts.relay, broadcast, wants)?;
+        let link = Arc::new(ViewerLink::new(
+            format!("session {id} ({broadcast})"),
+            &src,
+            self.link_estimates.clone(),
+        ));
         let sink = gst::ElementFactory::make("whepserversink")
             .name("webrtc")
             .build()
@@ -682,17 +695,26 @@ impl Gateway {
             }
         });
         let ready = ready_signals(&src, &sink);
-        self.follow_viewer(&sink, keyframes, &session.id);
+        self.follow_viewer(&sink, keyframes, link.clone(), &session.id);
         self.watch_bus(&session);
-        Ok((session, ready))
+        Ok((session, ready, link))
     }
 
     /// Follows the viewer's connection on whepserversink: its keyframe is
-    /// asked for once it is connected, and its egress ends when it leaves
-    /// (ICE failed, the peer closed).
-    fn follow_viewer(self: &Arc<Self>, sink: &gst::Element, keyframes: Arc<Keyframes>, id: &str) {
+    /// asked for once it is connected, its link picks its rendition, and
+    /// its egress ends when it leaves (ICE failed, the peer closed).
+    fn follow_viewer(
+        self: &Arc<Self>,
+        sink: &gst::Element,
+        keyframes: Arc<Keyframes>,
+        link: Arc<ViewerLink>,
+        id: &str,
+    ) {
+        // Called from an async handler: the server's runtime.
+        let runtime = tokio::runtime::Handle::current();
         sink.connect("consumer-added", false, move |args| {
             let webrtcbin = args.get(2).and_then(|v| v.get::<gst::Element>().ok())?;
+            link.follow(&webrtcbin, &runtime);
             let keyframes = keyframes.clone();
             webrtcbin.connect_notify(Some("connection-state"), move |webrtcbin, _| {
                 let state = webrtcbin.property_value("connection-state");
@@ -987,14 +1009,15 @@ fn element_reply(status: StatusCode, reply: &gst::Structure, id: &str, body: Vec
     })
 }
 
-/// An egress's moqsrc, playing no rendition taller than `max_height` (0:
-/// any).
-fn egress_source(relay: &str, broadcast: &str, max_height: u32) -> anyhow::Result<gst::Element> {
+/// An egress's moqsrc, playing no rendition taller or above the bitrate
+/// than the viewer wants.
+fn egress_source(relay: &str, broadcast: &str, wants: Wants) -> anyhow::Result<gst::Element> {
     gst::ElementFactory::make("moqsrc")
         .name("moq")
         .property("url", relay)
         .property("broadcast", broadcast)
-        .property("max-video-height", max_height)
+        .property("max-video-height", wants.max_height)
+        .property("max-bitrate", wants.video_bitrate())
         // Its link is the gateway's to the relay, not the viewer's: adapting
         // to it would only ever pick the best.
         .property("abr", false)

@@ -68,3 +68,40 @@ fn chromium_publishes_h264_and_watches() {
 fn chromium_publishes_vp8_and_watches() {
     browser_round_trip("vp8");
 }
+
+/// Chromium watches a broadcast with renditions (the `ladder` preset) over
+/// WHEP: its transport-wide feedback reaches the gateway's congestion
+/// control, whose estimates of the link drive the viewer's rendition (on
+/// loopback: the best, 1280x720). A second page saying its link carries
+/// 1 Mbit/s (`&max-bitrate=`) gets 640x360.
+#[test]
+fn chromium_watches_the_rendition_its_link_carries() {
+    let Some(binary) = chromium() else {
+        return;
+    };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    LazyLock::force(&RELAY);
+    let server = Server::start(Options::new("127.0.0.1:0".parse().unwrap(), RELAY.url()))
+        .expect("the serve mode starts");
+    let broadcast = unique("ladder");
+    let publisher = ladder_publisher(&broadcast);
+    let page = format!("http://{}/?watch={broadcast}", server.addr());
+    let viewer = Browser::open(&binary, &page, "moq-gateway:");
+    viewer.wait_for("framesDecoded", 30, Duration::from_secs(40));
+    assert_eq!(viewer.value("frameHeight"), 720, "{:#?}", viewer.recent(5));
+    wait::until(
+        "estimates of the viewer's link",
+        Duration::from_secs(20),
+        || server.link_estimates() > 0,
+    );
+    drop(viewer);
+
+    let capped = Browser::open(
+        &binary,
+        &format!("{page}&max-bitrate=1000000"),
+        "moq-gateway:",
+    );
+    capped.wait_for("framesDecoded", 30, Duration::from_secs(40));
+    assert_eq!(capped.value("frameHeight"), 360, "{:#?}", capped.recent(5));
+    publisher.check();
+}

@@ -198,6 +198,36 @@ fn a_whep_viewer_picks_its_rendition_height() {
     assert_eq!(height, Some(180), "{caps}");
 }
 
+/// The height of the pictures a viewer decodes now.
+fn viewer_height(viewer: &Running) -> Option<i32> {
+    viewer
+        .pipeline
+        .by_name("video")
+        .and_then(|sink| sink.static_pad("sink"))
+        .and_then(|pad| pad.current_caps())
+        .and_then(|caps| caps.structure(0).and_then(|s| s.get::<i32>("height").ok()))
+}
+
+/// A viewer that says its link carries 1 Mbit/s (`?max-bitrate=`) gets
+/// the 800 kbit/s 640x360 rendition of the ladder (with its audio, the
+/// best that fits); another viewer of the same broadcast, saying nothing,
+/// gets 1280x720. (whepclientsrc sends no transport-wide feedback, so the
+/// gateway's congestion control has no estimate of these links: the
+/// browser test has the viewer's link itself pick.)
+#[test]
+fn a_whep_viewer_says_what_its_link_carries() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server(Duration::from_secs(10));
+    let broadcast = unique("link");
+    let publisher = ladder_publisher(&broadcast);
+    let (slow, slow_counts) = whep_viewer(&server, &format!("{broadcast}?max-bitrate=1000000"));
+    let (fast, fast_counts) = whep_viewer(&server, &broadcast);
+    wait_for_frames(&slow_counts, WANT, TIMEOUT, &[&publisher, &slow, &fast]);
+    wait_for_frames(&fast_counts, WANT, TIMEOUT, &[&publisher, &slow, &fast]);
+    assert_eq!(viewer_height(&slow), Some(360));
+    assert_eq!(viewer_height(&fast), Some(720));
+}
+
 #[test]
 fn http_answers_and_refusals() {
     let server = server(Duration::from_millis(500));
@@ -228,6 +258,9 @@ fn http_answers_and_refusals() {
     let (status, _, body) = http(addr, "POST", "/whep/cam?max-height=tall", "v=0\r\n");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("max-height"), "{body}");
+    let (status, _, body) = http(addr, "POST", "/whep/cam?max-bitrate=1M", "v=0\r\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("max-bitrate"), "{body}");
     let (status, _, _) = http(addr, "DELETE", "/session/0123", "");
     assert_eq!(status, 404);
     let (status, _, _) = http(addr, "PATCH", "/session/0123", "");
