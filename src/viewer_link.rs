@@ -182,16 +182,30 @@ fn estimator(webrtcbin: &gst::Element) -> Option<gst::Element> {
 }
 
 /// The bitrates of the video renditions moqsrc's video pad may play within
-/// what the viewer wants, as the catalog gives them.
+/// what the viewer wants, as the catalog gives them, among those the
+/// viewer's session can move to from the one it starts on.
 fn video_bitrates(moqsrc: &gst::Element, wants: Wants) -> Vec<u64> {
     let (max_height, max_bitrate) = (wants.max_height, wants.video_bitrate());
     let Some(pad) = moqsrc.static_pad("video_0") else {
         return Vec::new();
     };
-    let renditions = pad.property::<gst::Array>("renditions");
-    renditions
+    let playing = pad.property::<Option<String>>("track");
+    let renditions: Vec<gst::Structure> = pad
+        .property::<gst::Array>("renditions")
         .iter()
         .filter_map(|v| v.get::<gst::Structure>().ok())
+        .collect();
+    let caps = |s: &gst::Structure| s.get::<gst::Caps>("caps").ok();
+    let Some(start) = renditions
+        .iter()
+        .find(|s| s.get::<String>("track").ok() == playing)
+        .and_then(caps)
+    else {
+        return Vec::new();
+    };
+    renditions
+        .iter()
+        .filter(|s| caps(s).is_some_and(|c| same_session(&start, &c)))
         .filter(|s| {
             let height = s.get::<i32>("height").unwrap_or(0);
             max_height == 0 || u32::try_from(height).is_ok_and(|h| h <= max_height)
@@ -199,6 +213,23 @@ fn video_bitrates(moqsrc: &gst::Element, wants: Wants) -> Vec<u64> {
         .filter_map(|s| s.get::<u64>("bitrate").ok())
         .filter(|&b| max_bitrate == 0 || b <= max_bitrate)
         .collect()
+}
+
+/// Whether a WebRTC session answered for video with caps `a` can go on with
+/// `b` without renegotiating: the same codec, and for H.264 and H.265 the
+/// same profile and level. (GStreamer 1.22's H.264 payloader puts the
+/// profile and level in its caps, which cannot change mid-session: the
+/// session fails not-negotiated. Size and frame rate may change.)
+pub fn same_session(a: &gst::CapsRef, b: &gst::CapsRef) -> bool {
+    let (Some(a), Some(b)) = (a.structure(0), b.structure(0)) else {
+        return false;
+    };
+    let field = |s: &gst::StructureRef, f: &str| s.get::<String>(f).ok();
+    a.name() == b.name()
+        && (!matches!(a.name().as_str(), "video/x-h264" | "video/x-h265")
+            || ["profile", "level", "tier"]
+                .iter()
+                .all(|f| field(a, f) == field(b, f)))
 }
 
 #[cfg(test)]
@@ -210,6 +241,27 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_session_goes_on_across_sizes_not_levels() {
+        gst::init().unwrap();
+        let caps = |s: &str| s.parse::<gst::Caps>().unwrap();
+        let h264 = |level: &str, width: i32| {
+            caps(&format!(
+                "video/x-h264,profile=constrained-baseline,level=(string){level},width={width},height=360"
+            ))
+        };
+        assert!(same_session(&h264("3.1", 1280), &h264("3.1", 320)));
+        assert!(!same_session(&h264("3.1", 1280), &h264("3", 640)));
+        assert!(!same_session(
+            &h264("3.1", 1280),
+            &caps("video/x-vp8,width=640")
+        ));
+        assert!(same_session(
+            &caps("video/x-vp8,width=1280"),
+            &caps("video/x-vp8,width=320")
+        ));
     }
 
     #[test]

@@ -100,6 +100,18 @@ impl Wire {
 /// The renditions a pad may play, as the catalog lists them.
 pub(super) type Feed = Vec<Rendition>;
 
+/// Every rendition of the feed best first, with its caps: what the pad's
+/// `renditions` lists.
+pub(super) fn listing(feed: &Feed) -> Vec<(abr::Rung, gst::Caps)> {
+    abr::ranked(&feed.iter().map(|r| r.rung.clone()).collect::<Vec<_>>())
+        .into_iter()
+        .filter_map(|rung| {
+            let caps = feed.iter().find(|r| r.name == rung.name)?.caps.clone();
+            Some((rung, caps))
+        })
+        .collect()
+}
+
 /// How a pad chooses among its feed.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Policy {
@@ -108,11 +120,6 @@ pub(super) struct Policy {
 }
 
 impl Policy {
-    /// Every rung of the feed, best first.
-    pub(super) fn ranked(&self, feed: &Feed) -> Vec<abr::Rung> {
-        abr::ranked(&feed.iter().map(|r| r.rung.clone()).collect::<Vec<_>>())
-    }
-
     /// The feed's rungs best first, within the limits.
     fn ladder(&self, feed: &Feed) -> Vec<abr::Rung> {
         abr::allowed(

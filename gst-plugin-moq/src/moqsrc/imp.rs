@@ -213,7 +213,7 @@ impl MoqSrc {
         kind: TrackKind,
         track: &str,
         caps: gst::Caps,
-        renditions: Vec<super::abr::Rung>,
+        renditions: Vec<(super::abr::Rung, gst::Caps)>,
     ) -> Option<(mpsc::Sender<Item>, Arc<Rejoin>, MoqSrcPad)> {
         let (name, group_id) = self.next_pad_name(kind)?;
         let pad = self.make_pad(kind, &name, track)?;

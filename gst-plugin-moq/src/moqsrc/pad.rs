@@ -16,8 +16,9 @@ use super::rejoin::Rejoin;
 #[derive(Default)]
 pub struct MoqSrcPad {
     pub(super) track: Mutex<Option<String>>,
-    /// The renditions this pad may play, best first, as the catalog has them.
-    renditions: Mutex<Vec<Rung>>,
+    /// The renditions this pad may play, best first, as the catalog has
+    /// them, with their caps.
+    renditions: Mutex<Vec<(Rung, gst::Caps)>>,
     /// Keeps this pad's timestamps continuous over publisher jumps.
     pub(super) continuity: Mutex<Continuity>,
     /// The last timestamp pushed: none goes below it.
@@ -29,7 +30,7 @@ pub struct MoqSrcPad {
 impl MoqSrcPad {
     /// The renditions this pad may play now; notifies `renditions` when
     /// they changed.
-    pub(super) fn set_renditions(&self, rungs: Vec<Rung>) {
+    pub(super) fn set_renditions(&self, rungs: Vec<(Rung, gst::Caps)>) {
         let changed = {
             let mut now = self
                 .renditions
@@ -52,9 +53,10 @@ impl MoqSrcPad {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         rungs
             .iter()
-            .map(|r| {
+            .map(|(r, caps)| {
                 gst::Structure::builder("rendition")
                     .field("track", r.name.as_str())
+                    .field("caps", caps)
                     .field_if(
                         "height",
                         i32::try_from(r.height).unwrap_or(i32::MAX),
@@ -200,8 +202,8 @@ impl ObjectImpl for MoqSrcPad {
                     .nick("Renditions")
                     .blurb(
                         "The catalog renditions this pad may play, best first: a \
-                         'rendition' structure each, with track, and height, bitrate \
-                         (bits/s) and framerate when the catalog gives them",
+                         'rendition' structure each, with track and caps, and height, \
+                         bitrate (bits/s) and framerate when the catalog gives them",
                     )
                     .read_only()
                     .build(),

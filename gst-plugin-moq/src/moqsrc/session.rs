@@ -686,7 +686,7 @@ impl Readers<'_> {
         let Some(obj) = self.element.upgrade() else {
             return Added::ElementGone;
         };
-        let rungs = self.pads.selection.policy.ranked(&feed);
+        let rungs = feed::listing(&feed);
         let Some((tx, rejoin, pad)) =
             obj.imp()
                 .add_rendition(start.kind, &start.name, start.caps.clone(), rungs)
@@ -752,8 +752,7 @@ impl Readers<'_> {
                     changed
                 });
                 if changed && let Some(pad) = link.pad.upgrade() {
-                    pad.imp()
-                        .set_renditions(self.pads.selection.policy.ranked(&feed));
+                    pad.imp().set_renditions(feed::listing(&feed));
                 }
             } else {
                 match self.add_pad(&key, feed, estimate) {
