@@ -56,7 +56,7 @@ uncap
 echo "$(date +%s.%N | cut -c1-14) free" >> "$OUT/marks"
 sleep "$FREE"
 
-python3 - "$OUT" "$RATE" "$QUEUE" <<'PY'
+cp -r "$OUT" /tmp/vl-last 2>/dev/null; python3 - "$OUT" "$RATE" "$QUEUE" <<'PY'
 import re, sys
 out, rate, queue = sys.argv[1:]
 marks = dict(reversed(l.split()) for l in open(f"{out}/marks"))
@@ -71,7 +71,8 @@ if not samples:
 def first(after, cond):
     return next((t - after for t, _, h in samples if t > after and cond(h)), None)
 print(f"link capped at {rate} (queue {queue} packets) for {free - cap:.0f} s, then freed")
-print(f"  height before the cap: {samples[0][2]} .. {max(h for t, _, h in samples if t < cap)}")
+before = [h for t, _, h in samples if t < cap and h > 0]
+print(f"  height before the cap: {min(before, default=0)} .. {max(before, default=0)}")
 down = first(cap, lambda h: h < 720)
 print(f"  first picture below 720 lines: {down:.1f} s after the cap" if down is not None else "  never below 720 lines")
 heights = sorted({h for t, _, h in samples if cap < t < free})

@@ -27,6 +27,10 @@ const UP_HEADROOM: f64 = 1.15;
 const DOWN_MARGIN: f64 = 0.9;
 /// How long the estimate must leave that room before going up.
 const UP_HOLD: Duration = Duration::from_secs(3);
+/// A down this soon after an up means the up was wrong: the next one
+/// waits twice as long, up to `MAX_UP_HOLD`.
+const FAILED_UP: Duration = Duration::from_secs(10);
+const MAX_UP_HOLD: Duration = Duration::from_secs(48);
 
 /// One viewer's rendition choice.
 #[derive(Debug)]
@@ -37,6 +41,10 @@ pub struct Fit {
     at: usize,
     /// Since when the estimate has left room for the rung above.
     room_since: Option<Instant>,
+    /// How long that room must last.
+    up_hold: Duration,
+    /// When the last up was.
+    up_at: Option<Instant>,
 }
 
 impl Fit {
@@ -51,6 +59,8 @@ impl Fit {
             ladder,
             at: 0,
             room_since: None,
+            up_hold: UP_HOLD,
+            up_at: None,
         })
     }
 
@@ -78,6 +88,13 @@ impl Fit {
                 .iter()
                 .position(|&b| b <= video)
                 .unwrap_or(self.ladder.len() - 1);
+            if self
+                .up_at
+                .take()
+                .is_some_and(|up| now.duration_since(up) < FAILED_UP)
+            {
+                self.up_hold = (self.up_hold * 2).min(MAX_UP_HOLD);
+            }
             return self.go(to);
         }
         let up = self.at.checked_sub(1)?;
@@ -86,10 +103,11 @@ impl Fit {
             return None;
         }
         let since = *self.room_since.get_or_insert(now);
-        if now.duration_since(since) < UP_HOLD {
+        if now.duration_since(since) < self.up_hold {
             return None;
         }
         self.room_since = None;
+        self.up_at = Some(now);
         self.go(up)
     }
 
@@ -158,6 +176,24 @@ mod tests {
         // One step at a time, each after its own wait.
         assert_eq!(fit.estimate(t + secs(6.2), 5_000_000), None);
         assert_eq!(fit.estimate(t + secs(9.3), 5_000_000), Some(2_500_000));
+    }
+
+    #[test]
+    fn an_up_that_fails_makes_the_next_wait_longer() {
+        let t = Instant::now();
+        let mut fit = Fit::new(&LADDER).unwrap();
+        assert_eq!(fit.estimate(t, 300_000), Some(250_000));
+        assert_eq!(fit.estimate(t + secs(1.0), 1_200_000), None);
+        assert_eq!(fit.estimate(t + secs(4.1), 1_200_000), Some(800_000));
+        // Down again 1 s later: that up was wrong.
+        assert_eq!(fit.estimate(t + secs(5.1), 400_000), Some(250_000));
+        assert_eq!(fit.estimate(t + secs(6.0), 1_200_000), None);
+        assert_eq!(fit.estimate(t + secs(9.1), 1_200_000), None);
+        assert_eq!(fit.estimate(t + secs(12.1), 1_200_000), Some(800_000));
+        // An up that holds for longer than FAILED_UP is not held against it.
+        assert_eq!(fit.estimate(t + secs(30.0), 400_000), Some(250_000));
+        assert_eq!(fit.estimate(t + secs(31.0), 1_200_000), None);
+        assert_eq!(fit.estimate(t + secs(37.1), 1_200_000), Some(800_000));
     }
 
     #[test]

@@ -102,6 +102,13 @@ impl ViewerLink {
         let ceiling = u32::try_from(ceiling).unwrap_or(u32::MAX);
         let floor = bitrates.iter().copied().min().unwrap_or(0);
         sink.set_property_from_str("congestion-control", "gcc");
+        // No retransmissions: when the link fills, the viewer asks again for
+        // hundreds of packets of the rendition being left, and resending
+        // them keeps the link full past the switch, so the lower
+        // rendition's keyframe is lost too (measured with
+        // bench/viewer-link.sh: 6-8 s without a picture with them, 2 s
+        // without). A loss costs a keyframe request instead.
+        sink.set_property("do-retransmission", false);
         sink.set_property("max-bitrate", ceiling);
         // From the top: a viewer gets the best until its link says otherwise.
         sink.set_property("start-bitrate", ceiling);

@@ -468,6 +468,11 @@ impl Reader {
     /// current group is then served from what was received, from its first
     /// frame, and the subscription to the relay goes on undisturbed.
     async fn rejoin(&mut self) -> bool {
+        // A switch under way brings a keyframe of its own, soon; the group
+        // again would only crowd a link that may be why it is switching.
+        if self.pending.is_some() || self.switching.is_some() {
+            return true;
+        }
         let rendition = self.current.rendition.clone();
         if let Some(again) = open(&self.element, &self.broadcast, rendition, 0).await {
             self.current = again;
@@ -497,11 +502,18 @@ impl Reader {
         }
     }
 
-    /// The application changed its limits: the rendition played moves now
-    /// if no switch is under way, else once it is through.
+    /// The application changed its limits: the rendition played moves now,
+    /// replacing a switch that is waiting for its keyframe, or once a
+    /// switch whose old rendition was dropped is through.
     async fn limits_changed(&mut self) -> bool {
         self.pad.policy.limits = *self.pad.limits.borrow_and_update();
         self.refit = true;
+        if self.switching.is_none() && self.pending.take().is_some() {
+            self.abandon_at = None;
+            if !self.release().await {
+                return false;
+            }
+        }
         self.decide().await
     }
 
