@@ -205,7 +205,17 @@ impl Cli {
         } else if !args.pipeline.is_empty() {
             args.command = match Preset::parse(&args.pipeline[0]) {
                 Some(preset) if args.pipeline.len() == 1 => Command::Preset(preset),
-                _ => Command::Pipeline,
+                // Everything after the first free word is the description:
+                // options after a preset's name would be taken for one
+                // (and fail as "no element ladder").
+                Some(_) => {
+                    return Err(format!(
+                        "options go before the preset's name: moq-gateway {} {}",
+                        args.pipeline[1..].join(" "),
+                        args.pipeline[0]
+                    ));
+                }
+                None => Command::Pipeline,
             };
         }
         Ok(args)
@@ -385,6 +395,11 @@ mod tests {
         assert!(err("--bogus").contains("--bogus"));
         assert!(err("--size 12").contains("WIDTHxHEIGHT"));
         assert!(err("--listen nowhere").contains("--listen"));
+        assert!(
+            err("ladder --broadcast live").contains(
+                "options go before the preset's name: moq-gateway --broadcast live ladder"
+            )
+        );
         // Subcommands take their own options only.
         assert!(err("relay --broadcast x").contains("--broadcast"));
     }
