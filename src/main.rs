@@ -203,23 +203,28 @@ impl Cli {
             }
             args.command = Command::Print;
         } else if !args.pipeline.is_empty() {
-            args.command = match Preset::parse(&args.pipeline[0]) {
-                Some(preset) if args.pipeline.len() == 1 => Command::Preset(preset),
-                // Everything after the first free word is the description:
-                // options after a preset's name would be taken for one
-                // (and fail as "no element ladder").
-                Some(_) => {
-                    return Err(format!(
-                        "options go before the preset's name: moq-gateway {} {}",
-                        args.pipeline[1..].join(" "),
-                        args.pipeline[0]
-                    ));
-                }
-                None => Command::Pipeline,
-            };
+            args.command = free_words_command(&args.pipeline)?;
         }
         Ok(args)
     }
+}
+
+/// What the free words run: a preset alone by its name, else a pipeline
+/// description. Everything after the first free word is the description,
+/// so options after a preset's name would be taken for one (and fail as
+/// "no element ladder"): an error says where they go.
+fn free_words_command(words: &[String]) -> Result<Command, String> {
+    Ok(match Preset::parse(&words[0]) {
+        Some(preset) if words.len() == 1 => Command::Preset(preset),
+        Some(_) => {
+            return Err(format!(
+                "options go before the preset's name: moq-gateway {} {}",
+                words[1..].join(" "),
+                words[0]
+            ));
+        }
+        None => Command::Pipeline,
+    })
 }
 
 fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, clap::Error> {

@@ -188,14 +188,7 @@ fn a_whep_viewer_picks_its_rendition_height() {
     let publisher = ladder_publisher(&broadcast);
     let (viewer, counts) = whep_viewer(&server, &format!("{broadcast}?max-height=200"));
     wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &viewer]);
-    let caps = viewer
-        .pipeline
-        .by_name("video")
-        .and_then(|sink| sink.static_pad("sink"))
-        .and_then(|pad| pad.current_caps())
-        .expect("the viewer's video caps");
-    let height = caps.structure(0).and_then(|s| s.get::<i32>("height").ok());
-    assert_eq!(height, Some(180), "{caps}");
+    assert_eq!(viewer_height(&viewer), Some(180));
 }
 
 /// The height of the pictures a viewer decodes now.

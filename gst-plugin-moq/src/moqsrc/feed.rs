@@ -219,23 +219,7 @@ pub(super) async fn read_feed(
     let Some(current) = open(&element, &broadcast, start, 0).await else {
         return;
     };
-    let adaptive = pad.policy.abr && current.rendition.kind == TrackKind::Video;
-    let mut reader = Reader {
-        element,
-        broadcast,
-        pad,
-        current,
-        pending: None,
-        abandon_at: None,
-        switching: None,
-        held: None,
-        sent_caps: None,
-        last_us: None,
-        restart: false,
-        adaptive,
-        refit: false,
-        abr: abr::Controller::new(Instant::now()),
-    };
+    let mut reader = Reader::new(element, broadcast, pad, current);
     let rejoin = reader.pad.rejoin.clone();
     let mut decide = tokio::time::interval(DECIDE_EVERY);
     decide.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -284,6 +268,32 @@ async fn next_pending(
 }
 
 impl Reader {
+    /// A reader playing `current`, nothing sent yet.
+    fn new(
+        element: glib::WeakRef<super::MoqSrc>,
+        broadcast: moq_net::broadcast::Consumer,
+        pad: PadEnd,
+        current: Playing,
+    ) -> Self {
+        let adaptive = pad.policy.abr && current.rendition.kind == TrackKind::Video;
+        Reader {
+            element,
+            broadcast,
+            pad,
+            current,
+            pending: None,
+            abandon_at: None,
+            switching: None,
+            held: None,
+            sent_caps: None,
+            last_us: None,
+            restart: false,
+            adaptive,
+            refit: false,
+            abr: abr::Controller::new(Instant::now()),
+        }
+    }
+
     /// A frame (or the end) of the rendition played; false once the pad
     /// has nothing more to play.
     async fn current_read(
