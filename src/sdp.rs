@@ -92,7 +92,7 @@ pub fn has_media(offer: &str, kind: &str) -> bool {
 /// - H.264 formats without `level-asymmetry-allowed` get it: whepserversink
 ///   otherwise insists on the offer's exact profile-level-id (whepclientsrc
 ///   offers only 42e016), which an x264 stream (42c0xx, the same
-///   constrained-baseline profile) never matches. Decoders take any level.
+///   constrained-baseline profile) never matches. Decoders take any level;
 pub fn fix_offer(offer: &str) -> String {
     rewrite_sections(offer, "m=", |section, all| {
         let dropped = fec_payloads(all);
@@ -118,6 +118,71 @@ pub fn fix_offer(offer: &str) -> String {
             .map(|line| with_level_asymmetry(line, &h264))
             .collect()
     })
+}
+
+/// Why webrtcbin could not take what the peer would send, if it could not:
+/// a section the peer sends on without naming its SSRCs (`a=ssrc`) that is
+/// not the first of its BUNDLE group.
+///
+/// webrtcbin (1.22) routes RTP from an SSRC the SDP does not name to the
+/// section its BUNDLE group lists first. A browser that publishes with
+/// simulcast (`sendEncodings` with RIDs) names no video SSRCs; with its
+/// audio first (Chromium's order when the audio track is added first),
+/// webrtcbin took the video for a second audio stream, which whipserversrc
+/// leaves unlinked, and the session died half a second after its `201`
+/// ("Internal data stream error"). The group's order cannot be changed to
+/// suit webrtcbin: it also names the transport the peer keeps (moving it,
+/// ICE never connected). With the unnamed section first it works: the
+/// browser sends its first encoding, to the right section.
+pub fn unroutable(offer: &str) -> Option<String> {
+    let lines = split_lines(offer);
+    let group = bundle_group(&lines).unwrap_or_default();
+    let mut unnamed = Vec::new();
+    let mut first = None;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("m=") {
+            continue;
+        }
+        let section = section_lines(&lines, i);
+        let mid = section
+            .iter()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .map(str::trim);
+        let bundled = mid.is_some_and(|m| group.contains(&m));
+        if !bundled || section[0].split_whitespace().nth(1) == Some("0") {
+            continue;
+        }
+        let sends = !section
+            .iter()
+            .any(|l| matches!(*l, "a=recvonly" | "a=inactive"));
+        let named = section.iter().any(|l| l.starts_with("a=ssrc:"));
+        let kind = section[0]["m=".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("media");
+        if sends && !named {
+            unnamed.push((mid.unwrap_or_default(), kind));
+        }
+        if group.first().copied() == mid {
+            first = Some(kind);
+        }
+    }
+    let (mid, kind) = *unnamed.iter().find(|(mid, _)| group.first() != Some(mid))?;
+    let first = first.unwrap_or("media");
+    Some(format!(
+        "the offer's {kind} (mid {mid}) names no SSRCs (simulcast with RIDs?) and is not \
+         the first section of its BUNDLE group: GStreamer 1.22's webrtcbin would take its \
+         RTP for the {first}'s and the session would fail. Offer one encoding, or put the \
+         {kind} first"
+    ))
+}
+
+/// The mids of the `a=group:BUNDLE` line, in its order.
+fn bundle_group<'a>(lines: &[&'a str]) -> Option<Vec<&'a str>> {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("a=group:BUNDLE "))
+        .map(|mids| mids.split_whitespace().collect())
 }
 
 /// The RED, ULPFEC and FlexFEC payload types of a section, and the RTX
@@ -459,6 +524,45 @@ a=rtpmap:97 OPUS/48000/2\r\n";
         assert!(fixed.contains("m=audio 9 UDP/TLS/RTP/SAVPF 97\r\n"));
         // Idempotent.
         assert_eq!(fix_offer(&fixed), fixed);
+    }
+
+    /// Chromium's offer when it publishes video with simulcast (trimmed):
+    /// audio names its SSRC, video (RIDs h, m, l) names none.
+    const SIMULCAST: &str = "v=0\r\n\
+a=group:BUNDLE 0 1\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+a=mid:0\r\n\
+a=sendonly\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=ssrc:994808912 cname:x\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+a=mid:1\r\n\
+a=sendonly\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rid:h send\r\n\
+a=rid:m send\r\n\
+a=simulcast:send h;m;l\r\n";
+
+    #[test]
+    fn a_section_without_ssrcs_must_lead_its_bundle() {
+        let why = unroutable(SIMULCAST).expect("audio first, unnamed video: refused");
+        assert!(why.contains("video (mid 1) names no SSRCs"), "{why}");
+        assert!(why.contains("for the audio's"), "{why}");
+
+        // The unnamed video first; every section named; none sending (a
+        // viewer); no BUNDLE (a transport each): webrtcbin routes them.
+        let video_first = SIMULCAST.replace("BUNDLE 0 1", "BUNDLE 1 0");
+        let named = SIMULCAST.replace("a=rid:h send", "a=ssrc:1 cname:x");
+        let viewer = SIMULCAST.replace("a=sendonly", "a=recvonly");
+        let unbundled = SIMULCAST.replace("a=group:BUNDLE 0 1\r\n", "");
+        for offer in [video_first, named, viewer, unbundled] {
+            assert_eq!(unroutable(&offer), None, "{offer}");
+        }
+        // Two unnamed sections: one of them is not first.
+        let none_named = SIMULCAST.replace("a=ssrc:994808912 cname:x\r\n", "");
+        assert!(unroutable(&none_named).is_some());
+        // Chromium's offers without simulcast name their SSRCs.
+        assert_eq!(unroutable(CHROME), None);
     }
 
     #[test]

@@ -443,6 +443,9 @@ impl Gateway {
                 "the offer has no video in H.264, VP8, VP9 or H.265 and no audio".into(),
             ));
         }
+        if let Some(why) = sdp::unroutable(offer) {
+            return Err((StatusCode::NOT_ACCEPTABLE, why));
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         if sessions
             .values()

@@ -17,7 +17,9 @@ mod common;
 use common::browser::{Browser, chromium};
 use common::*;
 
-fn browser_round_trip(codec: &str) {
+/// `publish` is the publishing page's query after its broadcast name
+/// (`codec=vp8`, ...).
+fn browser_round_trip(publish: &str) {
     let Some(binary) = chromium() else {
         return;
     };
@@ -30,7 +32,7 @@ fn browser_round_trip(codec: &str) {
 
     let publisher = Browser::open(
         &binary,
-        &format!("{page}?publish={broadcast}&codec={codec}"),
+        &format!("{page}?publish={broadcast}&{publish}"),
         "moq-gateway:",
     );
     // The browser's camera reaches MoQ: a moqsrc decodes it.
@@ -53,7 +55,7 @@ fn browser_round_trip(codec: &str) {
     // It goes on decoding (stats come once a second).
     let took = viewer.wait_for("framesDecoded", first + 1, Duration::from_secs(5));
     eprintln!(
-        "{codec}: the WHEP page decoded {first} then {} frames {took:?} later",
+        "{publish}: the WHEP page decoded {first} then {} frames {took:?} later",
         viewer.value("framesDecoded")
     );
     subscriber.check();
@@ -61,12 +63,21 @@ fn browser_round_trip(codec: &str) {
 
 #[test]
 fn chromium_publishes_h264_and_watches() {
-    browser_round_trip("h264");
+    browser_round_trip("codec=h264");
 }
 
 #[test]
 fn chromium_publishes_vp8_and_watches() {
-    browser_round_trip("vp8");
+    browser_round_trip("codec=vp8");
+}
+
+/// A page that publishes with simulcast (three RID encodings, no video
+/// SSRCs in its offer) keeps its session: the gateway takes one encoding.
+/// Before, webrtcbin took its video for a second audio stream and the
+/// session died half a second after the answer.
+#[test]
+fn chromium_publishes_with_simulcast_and_watches() {
+    browser_round_trip("codec=vp8&simulcast=1");
 }
 
 /// Chromium watches a broadcast with renditions (the `ladder` preset) over

@@ -265,6 +265,20 @@ fn http_answers_and_refusals() {
         "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
     );
     assert_eq!(status, 406, "{body}");
+    // A publisher whose video names no SSRCs (simulcast) after its audio:
+    // webrtcbin would take the video for audio. Refused, saying why and
+    // what works, before any session exists.
+    let simulcast = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+                     m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+                     a=rtpmap:111 opus/48000/2\r\na=ssrc:7 cname:x\r\n\
+                     m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n\
+                     a=rtpmap:96 VP8/90000\r\na=rid:h send\r\na=rid:l send\r\n\
+                     a=simulcast:send h;l\r\n";
+    let (status, _, body) = http(addr, "POST", "/whip/cam", simulcast);
+    assert_eq!(status, 406, "{body}");
+    assert!(body.contains("names no SSRCs"), "{body}");
+    assert!(body.contains("put the video first"), "{body}");
+    assert!(server.sessions().is_empty(), "{:?}", server.sessions());
 
     // A viewer of a broadcast that never appears gets a 404 naming it once
     // the wait is over, and its session is gone.
