@@ -8,6 +8,7 @@ use anyhow::Context;
 
 pub mod demo;
 pub mod fit;
+pub mod ingest_ladder;
 pub mod launch;
 pub mod presets;
 pub mod relay;

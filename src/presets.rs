@@ -272,7 +272,28 @@ const LADDER_GOP: u32 = 60;
 /// interchangeable on one WHEP session.
 const LADDER_H264_LEVEL: &str = "3.1";
 
+/// One rendition of the ladder from raw video: scaled to `width`x`height`
+/// (with borders when the source's shape differs: the picture size stays
+/// the same when a WebRTC source changes its own) and encoded.
+pub fn ladder_rung(video: Video, width: u32, height: u32, kbps: u32) -> String {
+    format!(
+        "queue ! videoscale ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 ! {}",
+        video.ladder_encoder(kbps)
+    )
+}
+
 impl Video {
+    /// The decoder serve's `?ladder=1` puts a WHIP publisher's video
+    /// through before encoding it into the ladder.
+    pub fn decoder(self) -> &'static str {
+        match self {
+            Video::H264 => "avdec_h264",
+            Video::H265 => "avdec_h265",
+            Video::Vp8 => "vp8dec",
+            Video::Vp9 => "vp9dec",
+        }
+    }
+
     /// An encoder for a rendition of the ladder, with a keyframe every
     /// `LADDER_GOP` frames and none in between (no scene-cut keyframes),
     /// so the renditions' groups start at the same frames.
@@ -315,8 +336,8 @@ fn describe_ladder(opts: &Options) -> String {
         .enumerate()
         .map(|(i, (w, h, kbps))| {
             format!(
-                "src. ! queue ! videoscale ! video/x-raw,width={w},height={h} ! {} ! moq.video_{i}",
-                opts.video.ladder_encoder(*kbps)
+                "src. ! {} ! moq.video_{i}",
+                ladder_rung(opts.video, *w, *h, *kbps)
             )
         })
         .collect();

@@ -92,9 +92,10 @@ struct Session {
     pipeline: gst::Pipeline,
     /// whipserversrc or whepserversink: its signaller answers the offer.
     webrtc: gst::Element,
-    /// Ingest only: moqsink's video pad, where keyframe requests go upstream
-    /// to the publisher.
-    video_sink: Mutex<Option<gst::Pad>>,
+    /// Ingest only: moqsink's video pads, where keyframe requests go
+    /// upstream: to the publisher, or to the encoders of its ladder (one
+    /// request to all of them, which keeps their groups aligned).
+    video_sinks: Mutex<Vec<gst::Pad>>,
     /// The peer's WebRTC connection came up (ICE and DTLS done).
     connected: Arc<AtomicBool>,
     ending: AtomicBool,
@@ -300,6 +301,21 @@ fn routes(
     posts.or(others).unify()
 }
 
+/// Whether a POST asks for `?ladder=1` (a publisher's video encoded into
+/// the ladder's renditions), or why the request is refused.
+fn wants_ladder(
+    kind: Kind,
+    query: &std::collections::HashMap<String, String>,
+) -> Result<bool, &'static str> {
+    match (kind, query.get("ladder").map(String::as_str)) {
+        (_, None) => Ok(false),
+        (Kind::Ingest, Some("1")) => Ok(true),
+        (Kind::Ingest, Some("0")) => Ok(false),
+        (Kind::Ingest, Some(_)) => Err("ladder=1 encodes the publisher's video into renditions"),
+        (Kind::Egress, Some(_)) => Err("ladder is for publishers (POST /whip/...?ladder=1)"),
+    }
+}
+
 fn with_cors(mut builder: warp::http::response::Builder) -> warp::http::response::Builder {
     builder = builder
         .header("Access-Control-Allow-Origin", "*")
@@ -370,8 +386,12 @@ impl Gateway {
             Ok(wants) => wants,
             Err(text) => return text_reply(StatusCode::BAD_REQUEST, text),
         };
+        let ladder = match wants_ladder(kind, query) {
+            Ok(ladder) => ladder,
+            Err(text) => return text_reply(StatusCode::BAD_REQUEST, text),
+        };
         let started = match kind {
-            Kind::Ingest => self.start_ingest(&broadcast, &offer),
+            Kind::Ingest => self.start_ingest(&broadcast, &offer, ladder),
             Kind::Egress => self.start_egress(&broadcast, wants).await,
         };
         let session = match started {
@@ -435,6 +455,7 @@ impl Gateway {
         self: &Arc<Self>,
         broadcast: &str,
         offer: &str,
+        ladder: bool,
     ) -> Result<Arc<Session>, (StatusCode, String)> {
         let video = sdp::preferred_video(offer);
         if video.is_none() && !sdp::has_media(offer, "audio") {
@@ -457,7 +478,7 @@ impl Gateway {
             ));
         }
         let session = self
-            .build_ingest(broadcast, video)
+            .build_ingest(broadcast, video, ladder, sdp::has_media(offer, "audio"))
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         sessions.insert(session.id.clone(), session.clone());
         drop(sessions);
@@ -472,6 +493,8 @@ impl Gateway {
         self: &Arc<Self>,
         broadcast: &str,
         video: Option<Video>,
+        ladder: bool,
+        audio: bool,
     ) -> anyhow::Result<Arc<Session>> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whip-{id}"));
@@ -495,13 +518,14 @@ impl Gateway {
             .build()
             .context("no moqsink")?;
         pipeline.add_many([&src, &sink])?;
+        let targets = Mutex::new(IngestPads::request(&sink, video, ladder, audio)?);
         let session = Arc::new(Session {
             id,
             kind: Kind::Ingest,
             broadcast: broadcast.to_owned(),
             pipeline: pipeline.clone(),
             webrtc: src.clone(),
-            video_sink: Mutex::default(),
+            video_sinks: Mutex::default(),
             connected: Arc::default(),
             ending: AtomicBool::new(false),
         });
@@ -513,7 +537,8 @@ impl Gateway {
             let (Some(pipeline), Some(session)) = (pipeline_weak.upgrade(), weak.upgrade()) else {
                 return;
             };
-            if let Err(err) = link_ingest(&pipeline, pad, &sink, video, &session) {
+            let mut targets = targets.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(err) = targets.link(&pipeline, pad, video, &session) {
                 eprintln!(
                     "session {}: cannot carry {}: {err:#}",
                     session.id,
@@ -674,7 +699,7 @@ impl Gateway {
             broadcast: broadcast.to_owned(),
             pipeline: pipeline.clone(),
             webrtc: sink.clone(),
-            video_sink: Mutex::default(),
+            video_sinks: Mutex::default(),
             connected: Arc::default(),
             ending: AtomicBool::new(false),
         });
@@ -843,25 +868,30 @@ impl Gateway {
     /// A keyframe request to `broadcast`'s publisher, if it publishes
     /// through this gateway: whether it did.
     fn request_keyframe(&self, broadcast: &str) -> bool {
-        let pad = self
+        let pads = self
             .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .find(|s| s.kind == Kind::Ingest && s.broadcast == broadcast)
-            .and_then(|s| {
-                s.video_sink
+            .map(|s| {
+                s.video_sinks
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone()
-            });
-        let Some(pad) = pad else {
-            return false;
-        };
+            })
+            .unwrap_or_default();
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
-        let pushed = pad.push_event(event);
+        // Every pad is asked (no short-circuit): a ladder's renditions
+        // start their groups together.
+        let pushed = pads
+            .iter()
+            .map(|pad| pad.push_event(event.clone()))
+            .filter(|pushed| *pushed)
+            .count()
+            > 0;
         if pushed {
             self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
         }
@@ -1082,46 +1112,93 @@ fn apply(element: &gst::Element, settings: presets::Settings) -> anyhow::Result<
     Ok(())
 }
 
-/// whipserversrc pad -> queue -> parser/caps -> moqsink.
-fn link_ingest(
-    pipeline: &gst::Pipeline,
-    pad: &gst::Pad,
-    sink: &gst::Element,
-    video: Option<Video>,
-    session: &Session,
-) -> anyhow::Result<()> {
-    let is_video = gstmoq::TrackKind::of_pad_name(&pad.name()) == gstmoq::TrackKind::Video;
-    let queue = gst::ElementFactory::make("queue").build()?;
-    // The same chain the presets use, so both gateways carry alike.
-    let chain = if is_video {
-        video
-            .context("video the offer did not carry")?
-            .ingest_chain()
-    } else {
-        presets::AUDIO_INGEST_CHAIN
-    };
-    let shape = gst::parse::bin_from_description(chain, true)?.upcast::<gst::Element>();
-    pipeline.add_many([&queue, &shape])?;
-    queue.link(&shape)?;
-    let target = sink
-        .request_pad_simple(if is_video { "video_%u" } else { "audio_%u" })
-        .context("moqsink gave no pad")?;
-    shape
-        .static_pad("src")
-        .context("no src pad")?
-        .link(&target)?;
-    queue.sync_state_with_parent()?;
-    shape.sync_state_with_parent()?;
-    pad.link(&queue.static_pad("sink").context("no sink pad")?)?;
-    if is_video {
-        crate::trace::probe(pad, &session.broadcast, crate::trace::Stage::Rtp);
-        crate::trace::probe(&target, &session.broadcast, crate::trace::Stage::MoqSink);
-        *session
-            .video_sink
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(target);
+/// moqsink's pads for what a publisher's offer sends, requested before any
+/// of it arrives: moqsink announces the broadcast once every pad it has
+/// carries caps (or after 2 s), so the first catalog lists every track.
+/// Requested as whipserversrc's pads came, a ladder's video (decoded and
+/// encoded first) was not yet in the catalog that viewers joining early
+/// read, and they were answered without it.
+struct IngestPads {
+    /// One pad, or one per rendition with `?ladder=1`.
+    video: Vec<gst::Pad>,
+    audio: Option<gst::Pad>,
+    ladder: bool,
+}
+
+impl IngestPads {
+    fn request(
+        sink: &gst::Element,
+        video: Option<Video>,
+        ladder: bool,
+        audio: bool,
+    ) -> anyhow::Result<Self> {
+        let one = |template: &str| {
+            sink.request_pad_simple(template)
+                .context("moqsink gave no pad")
+        };
+        let video = match (video, ladder) {
+            (None, _) => Vec::new(),
+            (Some(_), true) => crate::ingest_ladder::request_pads(sink)?,
+            (Some(_), false) => vec![one("video_%u")?],
+        };
+        let audio = if audio { Some(one("audio_%u")?) } else { None };
+        Ok(Self {
+            video,
+            audio,
+            ladder,
+        })
     }
-    Ok(())
+
+    /// whipserversrc `pad` -> queue -> parser/caps -> its moqsink pad;
+    /// with `ladder`, video goes through `ingest_ladder` instead.
+    fn link(
+        &mut self,
+        pipeline: &gst::Pipeline,
+        pad: &gst::Pad,
+        video: Option<Video>,
+        session: &Session,
+    ) -> anyhow::Result<()> {
+        let is_video = gstmoq::TrackKind::of_pad_name(&pad.name()) == gstmoq::TrackKind::Video;
+        let targets = if is_video {
+            std::mem::take(&mut self.video)
+        } else {
+            self.audio.take().into_iter().collect()
+        };
+        let Some(first) = targets.first().cloned() else {
+            anyhow::bail!("a second stream, or one the offer did not send");
+        };
+        if is_video && self.ladder {
+            let video = video.context("video the offer did not carry")?;
+            crate::ingest_ladder::link(pipeline, pad, &targets, video)?;
+        } else {
+            // The same chain the presets use, so both gateways carry alike.
+            let chain = if is_video {
+                video
+                    .context("video the offer did not carry")?
+                    .ingest_chain()
+            } else {
+                presets::AUDIO_INGEST_CHAIN
+            };
+            let shape = gst::parse::bin_from_description(&format!("queue ! {chain}"), true)?
+                .upcast::<gst::Element>();
+            pipeline.add(&shape)?;
+            shape
+                .static_pad("src")
+                .context("no src pad")?
+                .link(&first)?;
+            shape.sync_state_with_parent()?;
+            pad.link(&shape.static_pad("sink").context("no sink pad")?)?;
+        }
+        if is_video {
+            crate::trace::probe(pad, &session.broadcast, crate::trace::Stage::Rtp);
+            crate::trace::probe(&first, &session.broadcast, crate::trace::Stage::MoqSink);
+            *session
+                .video_sinks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = targets;
+        }
+        Ok(())
+    }
 }
 
 /// Where a viewer's keyframe requests go, once its connection is up: to the

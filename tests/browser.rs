@@ -11,6 +11,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use gst::prelude::*;
 use moq_gateway::serve::{Options, Server};
 
 mod common;
@@ -44,6 +45,14 @@ fn browser_round_trip(publish: &str) {
         publisher.recent(10)
     );
 
+    // With ?ladder=1 the gateway publishes three renditions.
+    let heights = rendition_heights(&subscriber);
+    if publish.contains("ladder=1") {
+        assert_eq!(heights, [720, 360, 180]);
+    } else {
+        assert_eq!(heights.len(), 1, "{heights:?}");
+    }
+
     // A second page watches over WHEP.
     let viewer = Browser::open(
         &binary,
@@ -59,6 +68,17 @@ fn browser_round_trip(publish: &str) {
         viewer.value("framesDecoded")
     );
     subscriber.check();
+}
+
+/// The heights of the video renditions a subscriber's moqsrc may play, best
+/// first (its video pad's `renditions`).
+fn rendition_heights(subscriber: &Running) -> Vec<i32> {
+    let moqsrc = subscriber.pipeline.by_name("moq").expect("the moqsrc");
+    let pad = moqsrc.static_pad("video_0").expect("its video pad");
+    pad.property::<gst::Array>("renditions")
+        .iter()
+        .filter_map(|v| v.get::<gst::Structure>().ok()?.get("height").ok())
+        .collect()
 }
 
 #[test]
@@ -78,6 +98,13 @@ fn chromium_publishes_vp8_and_watches() {
 #[test]
 fn chromium_publishes_with_simulcast_and_watches() {
     browser_round_trip("codec=vp8&simulcast=1");
+}
+
+/// Chromium's camera, published with `?ladder=1`: the gateway encodes it
+/// into three renditions, which a moqsrc and a Chromium viewer play.
+#[test]
+fn chromium_publishes_a_ladder_and_watches() {
+    browser_round_trip("codec=h264&ladder=1");
 }
 
 /// Chromium watches a broadcast with renditions (the `ladder` preset) over

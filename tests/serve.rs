@@ -221,6 +221,27 @@ fn a_whep_viewer_says_what_its_link_carries() {
     assert_eq!(viewer_height(&fast), Some(720));
 }
 
+/// A WHIP publisher asking for a ladder (`?ladder=1`) is decoded and
+/// encoded into the three renditions; its viewers get the one they ask
+/// for, or the best.
+#[test]
+fn a_whip_publisher_becomes_a_ladder() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server(Duration::from_secs(10));
+    let broadcast = unique("whip-ladder");
+    let publisher = whip_publisher(&server, &format!("{broadcast}?ladder=1"), Video::H264);
+    let (small, small_counts) = whep_viewer(&server, &format!("{broadcast}?max-height=200"));
+    let (middle, middle_counts) = whep_viewer(&server, &format!("{broadcast}?max-bitrate=1000000"));
+    let (best, best_counts) = whep_viewer(&server, &broadcast);
+    let all = [&publisher, &small, &middle, &best];
+    for counts in [&small_counts, &middle_counts, &best_counts] {
+        wait_for_frames(counts, WANT, TIMEOUT, &all);
+    }
+    assert_eq!(viewer_height(&small), Some(180));
+    assert_eq!(viewer_height(&middle), Some(360));
+    assert_eq!(viewer_height(&best), Some(720));
+}
+
 #[test]
 fn http_answers_and_refusals() {
     let server = server(Duration::from_millis(500));
@@ -254,6 +275,12 @@ fn http_answers_and_refusals() {
     let (status, _, body) = http(addr, "POST", "/whep/cam?max-bitrate=1M", "v=0\r\n");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("max-bitrate"), "{body}");
+    let (status, _, body) = http(addr, "POST", "/whip/cam?ladder=yes", "v=0\r\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("ladder=1"), "{body}");
+    let (status, _, body) = http(addr, "POST", "/whep/cam?ladder=1", "v=0\r\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("publishers"), "{body}");
     let (status, _, _) = http(addr, "DELETE", "/session/0123", "");
     assert_eq!(status, 404);
     let (status, _, _) = http(addr, "PATCH", "/session/0123", "");
