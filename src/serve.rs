@@ -501,16 +501,7 @@ impl Gateway {
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
         crate::webrtcbin::with_sender_timestamps(pipeline.upcast_ref());
         crate::trace::arrivals(&pipeline);
-        let src = gst::ElementFactory::make("whipserversrc")
-            .name("webrtc")
-            .build()
-            .context("no whipserversrc")?;
-        apply(
-            &src,
-            presets::ingest_settings(video, self.opts.stun.as_deref()),
-        )?;
-        // No listener of its own: this server hands it the offers.
-        signaller(&src).set_property("host-addr", "");
+        let src = self.whip_source(video)?;
         let sink = gst::ElementFactory::make("moqsink")
             .name("moq")
             .property("url", &self.opts.relay)
@@ -550,6 +541,21 @@ impl Gateway {
         crate::launch::end_stream_with_session(&src);
         self.watch_bus(&session);
         Ok(session)
+    }
+
+    /// A publisher's whipserversrc, set up as the presets set theirs,
+    /// without a listener of its own: this server hands it the offers.
+    fn whip_source(&self, video: Option<Video>) -> anyhow::Result<gst::Element> {
+        let src = gst::ElementFactory::make("whipserversrc")
+            .name("webrtc")
+            .build()
+            .context("no whipserversrc")?;
+        apply(
+            &src,
+            presets::ingest_settings(video, self.opts.stun.as_deref()),
+        )?;
+        signaller(&src).set_property("host-addr", "");
+        Ok(src)
     }
 
     async fn start_egress(
