@@ -277,7 +277,12 @@ fn our_gateway(binary: &Path, relay: &str, broadcast: &str) -> Gateway {
     Gateway {
         name: "moq-gateway serve",
         procs: vec![proc],
-        whip: format!("http://{listen}/whip/{broadcast}"),
+        // GLASS_WHIP_QUERY='?ladder=1' measures a publisher encoded into
+        // renditions by the gateway.
+        whip: format!(
+            "http://{listen}/whip/{broadcast}{}",
+            std::env::var("GLASS_WHIP_QUERY").unwrap_or_default()
+        ),
         whep: format!("http://{listen}/whep/{broadcast}"),
     }
 }

@@ -310,18 +310,31 @@ fn limits_set_while_playing_move_the_pad() {
         || seen.lock().unwrap().arrivals.len() > 30,
     );
     assert_eq!(pad(), HIGH);
-    // The pad tells what it may move between, best first.
-    let renditions = src.src_pads()[0].property::<gst::Array>("renditions");
-    let listed: Vec<(String, i32, u64)> = renditions
-        .iter()
-        .map(|v| {
-            let s = v.get::<gst::Structure>().unwrap();
-            (
-                s.get("track").unwrap(),
-                s.get("height").unwrap(),
-                s.get("bitrate").unwrap(),
-            )
-        })
+    // The pad tells what it may move between, best first. The publisher
+    // sets no bitrates: moqsink measures them, and they reach the catalog
+    // (and the listing) once measured.
+    let listing = || -> Vec<(String, i32, Option<u64>)> {
+        src.src_pads()[0]
+            .property::<gst::Array>("renditions")
+            .iter()
+            .map(|v| {
+                let s = v.get::<gst::Structure>().unwrap();
+                (
+                    s.get("track").unwrap(),
+                    s.get("height").unwrap(),
+                    s.get("bitrate").ok(),
+                )
+            })
+            .collect()
+    };
+    wait::until(
+        "measured bitrates in the listing",
+        Duration::from_secs(15),
+        || listing().iter().all(|(_, _, b)| b.is_some()),
+    );
+    let listed: Vec<(String, i32, u64)> = listing()
+        .into_iter()
+        .map(|(t, h, b)| (t, h, b.unwrap_or_default()))
         .collect();
     let tracks: Vec<&str> = listed.iter().map(|(t, _, _)| t.as_str()).collect();
     assert_eq!(tracks, [HIGH, MID, LOW], "{listed:?}");
