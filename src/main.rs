@@ -27,6 +27,8 @@ struct Args {
     print: Option<Preset>,
     preset: presets::Options,
     pipeline: Vec<String>,
+    /// serve: the most sessions at once.
+    max_sessions: Option<usize>,
 }
 
 #[derive(Default, PartialEq, Debug)]
@@ -127,6 +129,10 @@ enum Sub {
         /// STUN server for ICE (default none)
         #[arg(long, value_name = "URL")]
         stun: Option<String>,
+        /// The most sessions (publishers and viewers) at once; past it a
+        /// POST gets 503 (default 300)
+        #[arg(long, value_name = "N")]
+        max_sessions: Option<usize>,
     },
 }
 
@@ -177,11 +183,13 @@ impl Cli {
                 listen,
                 relay,
                 stun,
+                max_sessions,
             }) => {
                 args.command = Command::Serve;
                 args.listen = listen;
                 args.relay = relay;
                 args.preset.stun = stun;
+                args.max_sessions = max_sessions;
                 return Ok(args);
             }
             None => {}
@@ -331,6 +339,7 @@ fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
     serve::run(
         serve::Options {
             stun: args.preset.stun.clone(),
+            max_sessions: args.max_sessions.unwrap_or(serve::DEFAULT_MAX_SESSIONS),
             ..serve::Options::new(listen, relay_url)
         },
         interrupted,

@@ -39,6 +39,11 @@ use crate::viewer_link::{ViewerLink, Wants};
 
 /// How long a WHEP offer waits for its broadcast to appear by default.
 pub const DEFAULT_BROADCAST_WAIT: Duration = Duration::from_secs(15);
+/// The most sessions a gateway carries at once by default: each is a
+/// pipeline with its own threads, and a flood of POSTs must not take the
+/// process down with it (150 publishers of 720p filled this machine's two
+/// cores; viewers cost less each).
+pub const DEFAULT_MAX_SESSIONS: usize = 300;
 /// How long an answered session may take to connect by default: ICE and
 /// DTLS take well under a second on a LAN and a few over the internet; a
 /// peer that rejected the answer, or whose ICE fails, never gets there.
@@ -64,6 +69,9 @@ pub struct Options {
     /// How long a session that was answered may take to connect (ICE and
     /// DTLS) before it is ended as one that never will.
     pub connect_wait: Duration,
+    /// The most sessions (publishers and viewers) at once; a POST past it
+    /// is refused with 503 and touches no other session.
+    pub max_sessions: usize,
 }
 
 impl Options {
@@ -75,6 +83,7 @@ impl Options {
             stun: None,
             broadcast_wait: DEFAULT_BROADCAST_WAIT,
             connect_wait: DEFAULT_CONNECT_WAIT,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
@@ -468,6 +477,7 @@ impl Gateway {
             return Err((StatusCode::NOT_ACCEPTABLE, why));
         }
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        self.room(&sessions)?;
         if sessions
             .values()
             .any(|s| s.kind == Kind::Ingest && s.broadcast == broadcast)
@@ -558,6 +568,21 @@ impl Gateway {
         Ok(src)
     }
 
+    /// Whether one more session fits under `max_sessions` (checked with
+    /// the sessions locked, where it is then added).
+    fn room(&self, sessions: &HashMap<String, Arc<Session>>) -> Result<(), (StatusCode, String)> {
+        if sessions.len() >= self.opts.max_sessions {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the gateway carries {} sessions, its most (--max-sessions); try later",
+                    sessions.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn start_egress(
         self: &Arc<Self>,
         broadcast: &str,
@@ -566,10 +591,11 @@ impl Gateway {
         let (session, ready, link) = self
             .build_egress(broadcast, wants)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(session.id.clone(), session.clone());
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            self.room(&sessions)?;
+            sessions.insert(session.id.clone(), session.clone());
+        }
         if let Err(err) = self.play(&session) {
             self.end(&session.id);
             return Err((StatusCode::INTERNAL_SERVER_ERROR, err));

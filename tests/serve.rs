@@ -242,6 +242,32 @@ fn a_whip_publisher_becomes_a_ladder() {
     assert_eq!(viewer_height(&best), Some(720));
 }
 
+/// Past `max_sessions` a POST is refused with 503 and the sessions carried
+/// go on; once one ends there is room again.
+#[test]
+fn sessions_past_the_most_are_refused() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    LazyLock::force(&RELAY);
+    let server = Server::start(Options {
+        max_sessions: 1,
+        ..Options::new("127.0.0.1:0".parse().unwrap(), RELAY.url())
+    })
+    .expect("the serve mode starts");
+    let broadcast = unique("full");
+    let publisher = whip_publisher(&server, &broadcast, Video::Vp8);
+    let (subscriber, counts) = moq_subscriber(&broadcast);
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
+    let offer = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+                 m=audio 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 OPUS/48000/2\r\n";
+    let (status, _, body) = http(server.addr(), "POST", &format!("/whep/{broadcast}"), offer);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--max-sessions"), "{body}");
+    // The publisher was not touched.
+    let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for_frames(&counts, before + 10, TIMEOUT, &[&publisher, &subscriber]);
+    assert_eq!(server.sessions().len(), 1);
+}
+
 #[test]
 fn http_answers_and_refusals() {
     let server = server(Duration::from_millis(500));
