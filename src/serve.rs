@@ -447,6 +447,20 @@ impl Gateway {
                 .header("Content-Type", "text/html; charset=utf-8")
                 .body(PAGE.as_bytes().to_vec())
                 .expect("a valid response"),
+            // For load balancers and probes: the listener answers, and
+            // what it carries. (The relay's health is the relay's to say.)
+            Method::GET if path == "/healthz" => {
+                let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+                let publishers = sessions.values().filter(|s| s.kind == Kind::Ingest).count();
+                let viewers = sessions.len() - publishers;
+                text_reply(
+                    StatusCode::OK,
+                    &format!(
+                        "ok: {publishers} publishers, {viewers} viewers, at most {} sessions",
+                        self.opts.max_sessions
+                    ),
+                )
+            }
             Method::DELETE => match path.strip_prefix("/session/") {
                 Some(id) if self.end(id) => text_reply(StatusCode::OK, "session ended"),
                 _ => text_reply(StatusCode::NOT_FOUND, "no such session"),

@@ -262,6 +262,12 @@ fn sessions_past_the_most_are_refused() {
     let (status, _, body) = http(server.addr(), "POST", &format!("/whep/{broadcast}"), offer);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("--max-sessions"), "{body}");
+    let (status, _, body) = http(server.addr(), "GET", "/healthz", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("ok: 1 publishers, 0 viewers, at most 1 sessions"),
+        "{body}"
+    );
     // The publisher was not touched.
     let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
     wait_for_frames(&counts, before + 10, TIMEOUT, &[&publisher, &subscriber]);
