@@ -92,7 +92,7 @@ pub fn has_media(offer: &str, kind: &str) -> bool {
 /// - H.264 formats without `level-asymmetry-allowed` get it: whepserversink
 ///   otherwise insists on the offer's exact profile-level-id (whepclientsrc
 ///   offers only 42e016), which an x264 stream (42c0xx, the same
-///   constrained-baseline profile) never matches. Decoders take any level;
+///   constrained-baseline profile) never matches. Decoders take any level.
 pub fn fix_offer(offer: &str) -> String {
     rewrite_sections(offer, "m=", |section, all| {
         let dropped = fec_payloads(all);
@@ -144,10 +144,7 @@ pub fn unroutable(offer: &str) -> Option<String> {
             continue;
         }
         let section = section_lines(&lines, i);
-        let mid = section
-            .iter()
-            .find_map(|l| l.strip_prefix("a=mid:"))
-            .map(str::trim);
+        let mid = section_mid(section);
         let bundled = mid.is_some_and(|m| group.contains(&m));
         if !bundled || section[0].split_whitespace().nth(1) == Some("0") {
             continue;
@@ -175,6 +172,14 @@ pub fn unroutable(offer: &str) -> Option<String> {
          RTP for the {first}'s and the session would fail. Offer one encoding, or put the \
          {kind} first"
     ))
+}
+
+/// A media section's `a=mid:`.
+fn section_mid<'a>(section: &[&'a str]) -> Option<&'a str> {
+    section
+        .iter()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .map(str::trim)
 }
 
 /// The mids of the `a=group:BUNDLE` line, in its order.
@@ -343,11 +348,7 @@ fn mids(lines: &[&str]) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if line.starts_with("m=") {
-            let mid = section_lines(lines, i)
-                .iter()
-                .find_map(|l| l.strip_prefix("a=mid:"))
-                .map(|m| m.trim().to_owned());
-            out.push(mid);
+            out.push(section_mid(section_lines(lines, i)).map(str::to_owned));
         }
     }
     out
@@ -415,11 +416,7 @@ fn in_order(answer_lines: &[&str], wanted: &[Option<String>]) -> String {
     let mut i = first;
     while i < answer_lines.len() {
         let section = section_lines(answer_lines, i);
-        let mid = section
-            .iter()
-            .find_map(|l| l.strip_prefix("a=mid:"))
-            .map(|m| m.trim().to_owned());
-        sections.push((mid, section));
+        sections.push((section_mid(section).map(str::to_owned), section));
         i += section.len();
     }
     let order: Vec<&str> = wanted.iter().flatten().map(String::as_str).collect();

@@ -525,7 +525,8 @@ impl Gateway {
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
         crate::webrtcbin::with_sender_timestamps(pipeline.upcast_ref());
         crate::trace::arrivals(&pipeline);
-        let src = self.whip_source(video)?;
+        let stun = self.opts.stun.as_deref();
+        let src = self.webrtc_element("whipserversrc", presets::ingest_settings(video, stun))?;
         let sink = gst::ElementFactory::make("moqsink")
             .name("moq")
             .property("url", &self.opts.relay)
@@ -567,19 +568,21 @@ impl Gateway {
         Ok(session)
     }
 
-    /// A publisher's whipserversrc, set up as the presets set theirs,
-    /// without a listener of its own: this server hands it the offers.
-    fn whip_source(&self, video: Option<Video>) -> anyhow::Result<gst::Element> {
-        let src = gst::ElementFactory::make("whipserversrc")
+    /// A session's WebRTC element (whipserversrc, whepserversink) set up as
+    /// the presets set theirs, without a listener of its own: this server
+    /// hands it the offers.
+    fn webrtc_element(
+        &self,
+        factory: &str,
+        settings: presets::Settings,
+    ) -> anyhow::Result<gst::Element> {
+        let element = gst::ElementFactory::make(factory)
             .name("webrtc")
             .build()
-            .context("no whipserversrc")?;
-        apply(
-            &src,
-            presets::ingest_settings(video, self.opts.stun.as_deref()),
-        )?;
-        signaller(&src).set_property("host-addr", "");
-        Ok(src)
+            .with_context(|| format!("no {factory}"))?;
+        apply(&element, settings)?;
+        signaller(&element).set_property("host-addr", "");
+        Ok(element)
     }
 
     /// Whether one more session fits under `max_sessions` (checked with
@@ -727,16 +730,11 @@ impl Gateway {
             &src,
             self.link_estimates.clone(),
         ));
-        let sink = gst::ElementFactory::make("whepserversink")
-            .name("webrtc")
-            .build()
-            .context("no whepserversink")?;
         // The codec is the catalog's, known only once moqsrc has read it.
-        apply(
-            &sink,
+        let sink = self.webrtc_element(
+            "whepserversink",
             presets::egress_settings(None, self.opts.stun.as_deref()),
         )?;
-        signaller(&sink).set_property("host-addr", "");
         pipeline.add_many([&src, &sink])?;
         crate::trace::egress(&sink, broadcast);
         let session = Arc::new(Session {
