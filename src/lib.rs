@@ -6,14 +6,17 @@
 
 use anyhow::Context;
 
+pub mod auth;
 pub mod demo;
 pub mod fit;
 pub mod ingest_ladder;
 pub mod launch;
+pub mod metrics;
 pub mod presets;
 pub mod relay;
 pub mod sdp;
 pub mod serve;
+pub mod tls;
 pub mod trace;
 pub mod viewer_link;
 pub mod webrtcbin;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use moq_gateway::auth::Access;
 use moq_gateway::presets::{self, Preset, Video};
 use moq_gateway::{demo, launch, relay, serve};
 
@@ -29,6 +30,79 @@ struct Args {
     pipeline: Vec<String>,
     /// serve: the most sessions at once.
     max_sessions: Option<usize>,
+    /// relay, serve: tokens and public paths.
+    auth: AuthArgs,
+    /// serve: HTTPS.
+    tls: TlsArgs,
+}
+
+/// Who may publish and watch what, on the embedded relay and on serve's
+/// WHIP/WHEP alike: moq-relay's JWTs and public patterns.
+#[derive(clap::Args, Debug, Default, Clone)]
+struct AuthArgs {
+    /// Require a JWT signed by this key (a JWK file, as `moq auth generate`
+    /// writes): WHIP/WHEP in `Authorization: Bearer`, MoQ clients in the
+    /// URL's `jwt` query (moqsink/moqsrc auth-token)
+    #[arg(long, value_name = "FILE")]
+    auth_key: Option<std::path::PathBuf>,
+    /// A path pattern anyone may publish and watch without a token, rooted
+    /// at the relay's `/` (`anon/**` is the default without --auth-key);
+    /// repeatable
+    #[arg(long, value_name = "PATTERN")]
+    auth_public: Vec<String>,
+}
+
+/// serve's HTTPS, on the same port as its HTTP.
+#[derive(clap::Args, Debug, Default, Clone)]
+struct TlsArgs {
+    /// Answer HTTPS with this certificate chain (PEM); plain HTTP is then
+    /// answered for localhost only
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Answer HTTPS with a self-signed certificate made up for this host
+    /// name or address (repeatable), for trying HTTPS without a CA
+    #[arg(long, value_name = "HOST", conflicts_with = "tls_cert")]
+    tls_generate: Vec<String>,
+}
+
+impl TlsArgs {
+    fn tls(&self) -> anyhow::Result<Option<moq_gateway::tls::Tls>> {
+        use moq_gateway::tls::Tls;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            return Tls::from_pem(cert, key).map(Some);
+        }
+        if self.tls_generate.is_empty() {
+            return Ok(None);
+        }
+        let (tls, fingerprint) = Tls::self_signed(self.tls_generate.clone())?;
+        eprintln!(
+            "HTTPS with a self-signed certificate for {}, SHA-256 {fingerprint}",
+            self.tls_generate.join(", ")
+        );
+        Ok(Some(tls))
+    }
+}
+
+impl AuthArgs {
+    /// The rules asked for, or `None` when neither option is given (the
+    /// embedded relay then keeps `anon/` open and serve checks nothing).
+    fn access(&self) -> anyhow::Result<Option<Access>> {
+        if self.auth_key.is_none() && self.auth_public.is_empty() {
+            return Ok(None);
+        }
+        let public = self
+            .auth_public
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|err| anyhow::anyhow!("--auth-public {p}: {err}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Access::new(self.auth_key.clone(), public).map(Some)
+    }
 }
 
 #[derive(Default, PartialEq, Debug)]
@@ -114,6 +188,8 @@ enum Sub {
         /// Relay address (default 127.0.0.1:4443)
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        auth: AuthArgs,
     },
     /// One HTTP listener for many WebRTC sessions: POST /whip/<broadcast>
     /// publishes, POST /whep/<broadcast> watches (201 + Location; DELETE
@@ -133,6 +209,10 @@ enum Sub {
         /// POST gets 503 (default 300)
         #[arg(long, value_name = "N")]
         max_sessions: Option<usize>,
+        #[command(flatten)]
+        auth: AuthArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -174,9 +254,10 @@ impl Cli {
             ..Args::default()
         };
         match self.command {
-            Some(Sub::Relay { listen }) => {
+            Some(Sub::Relay { listen, auth }) => {
                 args.command = Command::Relay;
                 args.listen = listen;
+                args.auth = auth;
                 return Ok(args);
             }
             Some(Sub::Serve {
@@ -184,12 +265,16 @@ impl Cli {
                 relay,
                 stun,
                 max_sessions,
+                auth,
+                tls,
             }) => {
                 args.command = Command::Serve;
                 args.listen = listen;
                 args.relay = relay;
                 args.preset.stun = stun;
                 args.max_sessions = max_sessions;
+                args.auth = auth;
+                args.tls = tls;
                 return Ok(args);
             }
             None => {}
@@ -301,15 +386,16 @@ fn relay_listen(args: &Args) -> SocketAddr {
 }
 
 /// `--relay`, or the embedded relay started on `listen` (kept running as
-/// long as the returned handle lives).
+/// long as the returned handle lives), admitting sessions by `access`.
 fn relay_or_embedded(
     relay: Option<String>,
     listen: SocketAddr,
+    access: Option<Access>,
 ) -> anyhow::Result<(Option<relay::EmbeddedRelay>, String)> {
     Ok(if let Some(url) = relay {
         (None, url)
     } else {
-        let relay = relay::EmbeddedRelay::start(listen)?;
+        let relay = relay::EmbeddedRelay::start_with(listen, access.unwrap_or_else(Access::open))?;
         let url = relay.url();
         eprintln!("embedded MoQ relay on {} ({url})", relay.addr());
         (Some(relay), url)
@@ -317,7 +403,8 @@ fn relay_or_embedded(
 }
 
 fn run_relay(args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
-    let relay = relay::EmbeddedRelay::start(relay_listen(args))?;
+    let access = args.auth.access()?.unwrap_or_else(Access::open);
+    let relay = relay::EmbeddedRelay::start_with(relay_listen(args), access)?;
     println!(
         "MoQ relay on {} (self-signed certificate): {} pins it, or https://{}/anon with \
          tls-disable-verify=true; Ctrl-C stops",
@@ -335,11 +422,19 @@ fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let listen = args
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let (_relay, relay_url) = relay_or_embedded(args.relay, SocketAddr::new(listen.ip(), 4443))?;
+    let access = args.auth.access()?;
+    let tls = args.tls.tls()?;
+    let (_relay, relay_url) = relay_or_embedded(
+        args.relay,
+        SocketAddr::new(listen.ip(), 4443),
+        access.clone(),
+    )?;
     serve::run(
         serve::Options {
             stun: args.preset.stun.clone(),
             max_sessions: args.max_sessions.unwrap_or(serve::DEFAULT_MAX_SESSIONS),
+            access,
+            tls,
             ..serve::Options::new(listen, relay_url)
         },
         interrupted,
@@ -348,7 +443,7 @@ fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
 
 fn run_preset(preset: Preset, args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let mut opts = args.preset.clone();
-    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(args))?;
+    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(args), None)?;
     opts.relay = url;
     let description = presets::describe(preset, &opts);
     eprintln!("{}: {}\n{description}", preset.name(), preset.summary());
@@ -357,7 +452,7 @@ fn run_preset(preset: Preset, args: &Args, interrupted: &AtomicBool) -> anyhow::
 }
 
 fn run_demo(args: Args, interrupted: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(&args))?;
+    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(&args), None)?;
     let (width, height) = args.size.unwrap_or((1280, 720));
     demo::run(
         demo::Options {

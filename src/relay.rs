@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::auth::Access;
+
 /// A running relay; stops when dropped.
 pub struct EmbeddedRelay {
     addr: SocketAddr,
@@ -22,6 +24,13 @@ impl EmbeddedRelay {
     /// `http://HOST:PORT/anon` URLs pin the certificate (what the MoQ
     /// browser tools do); port 0 picks a port free for both.
     pub fn start(bind: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(bind, Access::open())
+    }
+
+    /// [`start`](Self::start), admitting MoQ sessions by `access`: the
+    /// tokens and public paths of the gateway's WHIP/WHEP, so both ways in
+    /// grant the same.
+    pub fn start_with(bind: SocketAddr, access: Access) -> anyhow::Result<Self> {
         let bind = if bind.port() == 0 {
             SocketAddr::new(bind.ip(), free_port(bind)?)
         } else {
@@ -50,14 +59,18 @@ impl EmbeddedRelay {
                     config.listen.tls.generate = vec!["localhost".into()];
                     config.connect.bind = Some(SocketAddr::new(bind.ip(), 0));
                     config.web.http.listen = Some(bind);
-                    config.auth.public = vec!["anon/**".parse().expect("valid pattern")];
-                    let relay = match moq_relay::Relay::load(config).await {
+                    // No [auth] source: the relay hands every session to
+                    // this process to admit.
+                    let mut relay = match moq_relay::Relay::load(config).await {
                         Ok(relay) => relay.with_signals(false),
                         Err(err) => {
                             let _ = tx.send(Err(err));
                             return;
                         }
                     };
+                    if let Some(admissions) = relay.admissions() {
+                        access.serve_admissions(admissions);
+                    }
                     let started = relay
                         .quic_addr()
                         .map(|addr| (addr, relay.shutdown_trigger().clone()));

@@ -33,8 +33,11 @@ use gst::prelude::*;
 use warp::Filter;
 use warp::http::{Method, Response, StatusCode};
 
+use crate::auth::{self, Access, Action, Denied};
+use crate::metrics::{self, Direction, Metrics};
 use crate::presets::{self, Video};
 use crate::sdp;
+use crate::tls::{self, Tls};
 use crate::viewer_link::{ViewerLink, Wants};
 
 /// How long a WHEP offer waits for its broadcast to appear by default.
@@ -51,6 +54,8 @@ pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// How long a WHEP viewer waits for the relay before its POST fails: a
 /// relay that answers at all does so in well under a second.
 const RELAY_WAIT: Duration = Duration::from_secs(3);
+/// The metrics' cause for answered viewers that never connected.
+const NEVER_CONNECTED: &str = "never_connected";
 /// SDP offers are a few kilobytes; refuse anything absurd before reading it.
 const MAX_OFFER: u64 = 256 * 1024;
 
@@ -72,6 +77,11 @@ pub struct Options {
     /// The most sessions (publishers and viewers) at once; a POST past it
     /// is refused with 503 and touches no other session.
     pub max_sessions: usize,
+    /// Who may publish and watch what (`Authorization: Bearer`); `None`
+    /// lets everyone do anything the relay lets the gateway do.
+    pub access: Option<Access>,
+    /// HTTPS on the listener (plain HTTP then only from loopback).
+    pub tls: Option<Tls>,
 }
 
 impl Options {
@@ -84,6 +94,8 @@ impl Options {
             broadcast_wait: DEFAULT_BROADCAST_WAIT,
             connect_wait: DEFAULT_CONNECT_WAIT,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            access: None,
+            tls: None,
         }
     }
 }
@@ -121,13 +133,12 @@ struct Ready {
 /// The sessions of one listener.
 struct Gateway {
     opts: Options,
+    /// The path of `opts.relay`, where tokens are decided (as the relay
+    /// decides them when dialed there).
+    relay_path: String,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// Keyframe requests passed on to publishers (viewers joining, PLI/FIR).
-    keyframe_requests: AtomicU64,
-    /// Estimates of viewers' links from their congestion control.
-    link_estimates: Arc<AtomicU64>,
-    /// Answered viewers whose WebRTC connection never came up.
-    never_connected: AtomicU64,
+    /// What `GET /metrics` reports; the per-pad counters hold handles.
+    metrics: Arc<Metrics>,
 }
 
 /// A running serve mode; dropping it ends every session and the listener.
@@ -152,26 +163,41 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind(opts.listen))
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
         let addr = listener.local_addr()?;
+        let relay_path = url::Url::parse(&opts.relay)
+            .with_context(|| format!("the relay URL {} is not a URL", opts.relay))?
+            .path()
+            .to_owned();
         let gateway = Arc::new(Gateway {
             opts,
+            relay_path,
             sessions: Mutex::default(),
-            keyframe_requests: AtomicU64::new(0),
-            link_estimates: Arc::default(),
-            never_connected: AtomicU64::new(0),
+            metrics: Arc::default(),
         });
-        let routes = routes(gateway.clone());
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let service = warp::service(routes(gateway.clone()));
+        let tls = gateway.opts.tls.clone();
+        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("serve".into())
             .spawn(move || {
-                runtime.block_on(
-                    warp::serve(routes)
-                        .incoming(listener)
-                        .graceful(async {
-                            let _ = stop.await;
-                        })
-                        .run(),
-                );
+                runtime.block_on(async move {
+                    loop {
+                        let (stream, peer) = tokio::select! {
+                            _ = &mut stop => break,
+                            accepted = listener.accept() => match accepted {
+                                Ok(accepted) => accepted,
+                                Err(err) => {
+                                    // Out of descriptors, most likely: let
+                                    // connections close before the next.
+                                    eprintln!("serve: cannot accept: {err}");
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    continue;
+                                }
+                            },
+                        };
+                        let service = service.clone();
+                        tokio::spawn(tls::serve_connection(stream, peer, tls.clone(), service));
+                    }
+                });
             })?;
         Ok(Server {
             addr,
@@ -188,20 +214,20 @@ impl Server {
     /// How many keyframe requests (viewers joining, their PLI/FIR) reached
     /// a publisher of this gateway.
     pub fn keyframe_requests(&self) -> u64 {
-        self.gateway.keyframe_requests.load(Ordering::Relaxed)
+        self.gateway.metrics.keyframe_requests().get()
     }
 
     /// How many estimates of WHEP viewers' links (their browsers'
     /// transport-wide feedback, through whepserversink's congestion
     /// control) reached the rendition choice.
     pub fn link_estimates(&self) -> u64 {
-        self.gateway.link_estimates.load(Ordering::Relaxed)
+        self.gateway.metrics.link_estimates().get()
     }
 
     /// How many answered WHEP viewers were ended because their WebRTC
     /// connection never came up within `connect_wait`.
     pub fn never_connected(&self) -> u64 {
-        self.gateway.never_connected.load(Ordering::Relaxed)
+        self.gateway.metrics.errors(NEVER_CONNECTED)
     }
 
     /// The sessions running now, as (kind, broadcast) pairs.
@@ -213,13 +239,7 @@ impl Server {
             .unwrap_or_else(PoisonError::into_inner);
         sessions
             .values()
-            .map(|s| {
-                let kind = match s.kind {
-                    Kind::Ingest => "whip",
-                    Kind::Egress => "whep",
-                };
-                (kind, s.broadcast.clone())
-            })
+            .map(|s| (kind_name(s.kind), s.broadcast.clone()))
             .collect()
     }
 }
@@ -248,9 +268,10 @@ impl Drop for Server {
 /// Runs the serve mode until `interrupted`.
 pub fn run(opts: Options, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let server = Server::start(opts.clone())?;
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
     println!(
-        "serving WHIP on http://{addr}/whip/<broadcast> and WHEP on http://{addr}/whep/<broadcast> \
-         (a test page on http://{addr}/), MoQ relay {}; Ctrl-C stops",
+        "serving WHIP on {scheme}://{addr}/whip/<broadcast> and WHEP on {scheme}://{addr}/whep/<broadcast> \
+         (a test page on {scheme}://{addr}/), MoQ relay {}; Ctrl-C stops",
         opts.relay,
         addr = server.addr()
     );
@@ -269,34 +290,48 @@ fn routes(
 ) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
     let posts = {
         let gateway = gateway.clone();
+        let metrics_for_rejections = gateway.metrics.clone();
         warp::post()
             .and(warp::path::full())
             .and(warp::query::<std::collections::HashMap<String, String>>())
+            .and(warp::header::optional::<String>("authorization"))
             .and(warp::body::content_length_limit(MAX_OFFER))
             .and(warp::body::bytes())
             .then(
                 move |path: warp::path::FullPath,
                       query: std::collections::HashMap<String, String>,
+                      authorization: Option<String>,
                       body: bytes::Bytes| {
                     let gateway = gateway.clone();
-                    async move { gateway.post(path.as_str(), &query, &body).await }
+                    async move {
+                        let began = std::time::Instant::now();
+                        let token = auth::bearer(authorization.as_deref());
+                        let reply = gateway.post(path.as_str(), &query, token, &body).await;
+                        gateway.count_post(path.as_str(), reply.status(), began.elapsed());
+                        reply
+                    }
                 },
             )
-            .recover(|rejection: warp::Rejection| async move {
-                // warp's own refusals of a POST body; anything else (not a
-                // POST) goes on to the other routes.
-                if rejection.find::<warp::reject::LengthRequired>().is_some() {
-                    Ok(text_reply(
-                        StatusCode::LENGTH_REQUIRED,
-                        "an SDP offer needs a Content-Length",
-                    ))
-                } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                    Ok(text_reply(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "that is not an SDP offer: too large",
-                    ))
-                } else {
-                    Err(rejection)
+            .recover(move |rejection: warp::Rejection| {
+                let metrics = metrics_for_rejections.clone();
+                async move {
+                    // warp's own refusals of a POST body; anything else (not a
+                    // POST) goes on to the other routes.
+                    if rejection.find::<warp::reject::LengthRequired>().is_some() {
+                        metrics.error("no_length");
+                        Ok(text_reply(
+                            StatusCode::LENGTH_REQUIRED,
+                            "an SDP offer needs a Content-Length",
+                        ))
+                    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                        metrics.error("too_large");
+                        Ok(text_reply(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "that is not an SDP offer: too large",
+                        ))
+                    } else {
+                        Err(rejection)
+                    }
                 }
             })
             .unify()
@@ -338,6 +373,52 @@ fn with_cors(mut builder: warp::http::response::Builder) -> warp::http::response
         )
         .header("Access-Control-Expose-Headers", "Location, Link, ETag");
     builder
+}
+
+/// Whether a pad of moqsrc or whipserversrc carries video (by its name).
+fn is_video(pad: &gst::Pad) -> bool {
+    gstmoq::TrackKind::of_pad_name(&pad.name()) == gstmoq::TrackKind::Video
+}
+
+/// How sessions of `kind` are named in listings and metrics.
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ingest => "whip",
+        Kind::Egress => "whep",
+    }
+}
+
+/// A refused POST's cause, for the metrics.
+fn cause(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::BAD_GATEWAY => "relay",
+        _ if status.is_server_error() => "internal",
+        _ => "other",
+    }
+}
+
+/// A refusal by the access rules: 401 asks for a bearer token (RFC 6750).
+fn denied_reply(denied: Denied) -> Reply {
+    let (status, text) = match denied {
+        Denied::Unauthenticated(text) => (StatusCode::UNAUTHORIZED, text),
+        Denied::Forbidden(text) => (StatusCode::FORBIDDEN, text),
+    };
+    let mut reply = text_reply(status, &text);
+    if status == StatusCode::UNAUTHORIZED {
+        reply.headers_mut().insert(
+            "WWW-Authenticate",
+            warp::http::HeaderValue::from_static("Bearer realm=\"moq-gateway\""),
+        );
+    }
+    reply
 }
 
 fn text_reply(status: StatusCode, text: &str) -> Reply {
@@ -383,12 +464,16 @@ impl Gateway {
         self: &Arc<Self>,
         path: &str,
         query: &std::collections::HashMap<String, String>,
+        token: Option<&str>,
         body: &[u8],
     ) -> Reply {
         let (kind, broadcast, offer) = match parse_post(path, body) {
             Ok(request) => request,
             Err((status, text)) => return text_reply(status, text),
         };
+        if let Err(denied) = self.admit(kind, &broadcast, token).await {
+            return denied_reply(denied);
+        }
         // A viewer's largest picture and link, for broadcasts with
         // renditions.
         let wants = match Wants::from_query(query) {
@@ -400,8 +485,8 @@ impl Gateway {
             Err(text) => return text_reply(StatusCode::BAD_REQUEST, text),
         };
         let started = match kind {
-            Kind::Ingest => self.start_ingest(&broadcast, &offer, ladder),
-            Kind::Egress => self.start_egress(&broadcast, wants).await,
+            Kind::Ingest => self.start_ingest(&broadcast, &offer, ladder, token),
+            Kind::Egress => self.start_egress(&broadcast, wants, token).await,
         };
         let session = match started {
             Ok(session) => session,
@@ -438,6 +523,36 @@ impl Gateway {
         reply
     }
 
+    /// Counts a POST's outcome: a session started, or the cause of its
+    /// refusal.
+    fn count_post(&self, path: &str, status: StatusCode, took: Duration) {
+        if status == StatusCode::CREATED {
+            let kind = if path.starts_with("/whip/") {
+                "whip"
+            } else {
+                "whep"
+            };
+            self.metrics.started(kind, took);
+        } else {
+            self.metrics.error(cause(status));
+        }
+    }
+
+    /// Whether the caller's token (or none) lets it publish (WHIP) or
+    /// watch (WHEP) `broadcast`; everyone may without access rules.
+    async fn admit(&self, kind: Kind, broadcast: &str, token: Option<&str>) -> Result<(), Denied> {
+        let Some(access) = &self.opts.access else {
+            return Ok(());
+        };
+        let action = match kind {
+            Kind::Ingest => Action::Publish,
+            Kind::Egress => Action::Subscribe,
+        };
+        access
+            .check(&self.relay_path, broadcast, action, token)
+            .await
+    }
+
     async fn other(self: &Arc<Self>, method: &Method, path: &str) -> Reply {
         match *method {
             Method::OPTIONS => with_cors(Response::builder().status(StatusCode::NO_CONTENT))
@@ -461,6 +576,22 @@ impl Gateway {
                     ),
                 )
             }
+            Method::GET if path == "/metrics" => {
+                let sessions: Vec<_> = self
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .values()
+                    .map(|s| (kind_name(s.kind), s.broadcast.clone()))
+                    .collect();
+                let text = self
+                    .metrics
+                    .encode(sessions.iter().map(|(k, b)| (*k, b.as_str())));
+                with_cors(Response::builder())
+                    .header("Content-Type", metrics::CONTENT_TYPE)
+                    .body(text.into_bytes())
+                    .expect("a valid response")
+            }
             Method::DELETE => match path.strip_prefix("/session/") {
                 Some(id) if self.end(id) => text_reply(StatusCode::OK, "session ended"),
                 _ => text_reply(StatusCode::NOT_FOUND, "no such session"),
@@ -479,6 +610,7 @@ impl Gateway {
         broadcast: &str,
         offer: &str,
         ladder: bool,
+        token: Option<&str>,
     ) -> Result<Arc<Session>, (StatusCode, String)> {
         let video = sdp::preferred_video(offer);
         if video.is_none() && !sdp::has_media(offer, "audio") {
@@ -502,7 +634,13 @@ impl Gateway {
             ));
         }
         let session = self
-            .build_ingest(broadcast, video, ladder, sdp::has_media(offer, "audio"))
+            .build_ingest(
+                broadcast,
+                video,
+                ladder,
+                sdp::has_media(offer, "audio"),
+                token,
+            )
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         sessions.insert(session.id.clone(), session.clone());
         drop(sessions);
@@ -519,6 +657,7 @@ impl Gateway {
         video: Option<Video>,
         ladder: bool,
         audio: bool,
+        token: Option<&str>,
     ) -> anyhow::Result<Arc<Session>> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whip-{id}"));
@@ -531,6 +670,9 @@ impl Gateway {
             .name("moq")
             .property("url", &self.opts.relay)
             .property("broadcast", broadcast)
+            // The caller's own token: the gateway publishes with no more
+            // than its publisher was granted.
+            .property("auth-token", token)
             .build()
             .context("no moqsink")?;
         pipeline.add_many([&src, &sink])?;
@@ -547,6 +689,7 @@ impl Gateway {
         });
         let weak = Arc::downgrade(&session);
         let pipeline_weak = pipeline.downgrade();
+        let metrics = self.metrics.clone();
         // Linked inside pad-added: whipserversrc may add pads from two
         // threads, and an unlinked pad would be a not-linked error.
         src.connect_pad_added(move |_, pad| {
@@ -554,6 +697,7 @@ impl Gateway {
                 return;
             };
             let mut targets = targets.lock().unwrap_or_else(PoisonError::into_inner);
+            metrics.count_buffers(pad, Direction::In, is_video(pad));
             if let Err(err) = targets.link(&pipeline, pad, video, &session) {
                 eprintln!(
                     "session {}: cannot carry {}: {err:#}",
@@ -604,9 +748,10 @@ impl Gateway {
         self: &Arc<Self>,
         broadcast: &str,
         wants: Wants,
+        token: Option<&str>,
     ) -> Result<Arc<Session>, (StatusCode, String)> {
         let (session, ready, link) = self
-            .build_egress(broadcast, wants)
+            .build_egress(broadcast, wants, token)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -720,15 +865,18 @@ impl Gateway {
         self: &Arc<Self>,
         broadcast: &str,
         wants: Wants,
+        token: Option<&str>,
     ) -> anyhow::Result<(Arc<Session>, Ready, Arc<ViewerLink>)> {
         let id = new_id();
         let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
         let src = egress_source(&self.opts.relay, broadcast, wants)?;
+        // The viewer's own token: it watches with no more than it was granted.
+        src.set_property("auth-token", token);
         let link = Arc::new(ViewerLink::new(
             format!("session {id} ({broadcast})"),
             &src,
-            self.link_estimates.clone(),
+            self.metrics.link_estimates().clone(),
         ));
         // The codec is the catalog's, known only once moqsrc has read it.
         let sink = self.webrtc_element(
@@ -757,10 +905,12 @@ impl Gateway {
             moqsrc: src.downgrade(),
         });
         let keyframes_for_pads = keyframes.clone();
+        let metrics = self.metrics.clone();
         src.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
             };
+            metrics.count_buffers(pad, Direction::Out, is_video(pad));
             let keyframes = keyframes_for_pads.clone();
             if let Err(err) = link_egress(&pipeline, pad, &sink_for_pads, keyframes) {
                 eprintln!("egress of {name}: cannot carry {}: {err:#}", pad.name());
@@ -882,7 +1032,7 @@ impl Gateway {
                 return;
             }
             if gateway.end(&session.id) {
-                gateway.never_connected.fetch_add(1, Ordering::Relaxed);
+                gateway.metrics.error(NEVER_CONNECTED);
                 eprintln!(
                     "session {} ({}): the viewer did not connect within {wait:?}, ended",
                     session.id, session.broadcast
@@ -937,7 +1087,7 @@ impl Gateway {
             .count()
             > 0;
         if pushed {
-            self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+            self.metrics.keyframe_requests().inc();
         }
         pushed
     }
@@ -957,6 +1107,9 @@ impl Gateway {
                         err.error(),
                         err.src().map(GstObjectExt::path_string).unwrap_or_default()
                     );
+                    if let Some(gateway) = gateway.upgrade() {
+                        gateway.metrics.error("pipeline");
+                    }
                     true
                 }
                 _ => false,
@@ -1202,7 +1355,7 @@ impl IngestPads {
         video: Option<Video>,
         session: &Session,
     ) -> anyhow::Result<()> {
-        let is_video = gstmoq::TrackKind::of_pad_name(&pad.name()) == gstmoq::TrackKind::Video;
+        let is_video = is_video(pad);
         let targets = if is_video {
             std::mem::take(&mut self.video)
         } else {
@@ -1305,7 +1458,7 @@ fn link_egress(
     keyframes: Arc<Keyframes>,
 ) -> anyhow::Result<()> {
     let broadcast = keyframes.broadcast.as_str();
-    let is_video = gstmoq::TrackKind::of_pad_name(&pad.name()) == gstmoq::TrackKind::Video;
+    let is_video = is_video(pad);
     let queue = gst::ElementFactory::make("queue").build()?;
     pipeline.add(&queue)?;
     let target = sink

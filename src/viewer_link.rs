@@ -7,7 +7,6 @@
 //! `fit`). A broadcast with one rendition keeps congestion control off: the
 //! estimator probes with padding, which would only cost bandwidth there.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -68,11 +67,15 @@ pub struct ViewerLink {
     moqsrc: glib::WeakRef<gst::Element>,
     fit: Mutex<Option<Fit>>,
     /// The gateway's count of estimates received.
-    estimates: Arc<AtomicU64>,
+    estimates: prometheus_client::metrics::counter::Counter,
 }
 
 impl ViewerLink {
-    pub fn new(name: String, moqsrc: &gst::Element, estimates: Arc<AtomicU64>) -> Self {
+    pub fn new(
+        name: String,
+        moqsrc: &gst::Element,
+        estimates: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Self {
             name,
             moqsrc: moqsrc.downgrade(),
@@ -158,7 +161,7 @@ impl ViewerLink {
 
     /// A new estimate: the viewer's moqsrc moves when the fit says so.
     fn estimated(&self, bps: u64) {
-        self.estimates.fetch_add(1, Ordering::Relaxed);
+        self.estimates.inc();
         let to = {
             let mut fit = self.fit.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(fit) = fit.as_mut() else {

@@ -27,12 +27,17 @@ fn server(broadcast_wait: Duration) -> Server {
 }
 
 fn whip_publisher(server: &Server, broadcast: &str, video: Video) -> Running {
+    whip_publisher_with(server, broadcast, video, "")
+}
+
+/// A whipclientsink publisher with more of its properties (`signaller::...`).
+fn whip_publisher_with(server: &Server, broadcast: &str, video: Video, more: &str) -> Running {
     Running::start(
         "whip publisher",
         &format!(
             "{raw} ! ws. audiotestsrc is-live=true wave=ticks ! ws. \
              whipclientsink name=ws stun-server=\"\" congestion-control=disabled \
-             video-caps={caps} audio-caps=audio/x-opus \
+             video-caps={caps} audio-caps=audio/x-opus {more} \
              signaller::whip-endpoint=http://{addr}/whip/{broadcast}",
             raw = raw_video(),
             caps = webrtc_caps(video),
@@ -42,10 +47,15 @@ fn whip_publisher(server: &Server, broadcast: &str, video: Video) -> Running {
 }
 
 fn whep_viewer(server: &Server, broadcast: &str) -> (Running, Counts) {
+    whep_viewer_with(server, broadcast, "")
+}
+
+/// A whepclientsrc viewer with more of its properties (`signaller::...`).
+fn whep_viewer_with(server: &Server, broadcast: &str, more: &str) -> (Running, Counts) {
     let viewer = Running::start(
         "whep viewer",
         &format!(
-            "whepclientsrc name=wc stun-server=\"\" \
+            "whepclientsrc name=wc stun-server=\"\" {more} \
              signaller::whep-endpoint=http://{addr}/whep/{broadcast} \
              wc.video_0 ! queue ! videoconvert ! appsink name=video sync=false \
              wc.audio_0 ! queue ! audioconvert ! appsink name=audio sync=false",
@@ -272,6 +282,218 @@ fn sessions_past_the_most_are_refused() {
     let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
     wait_for_frames(&counts, before + 10, TIMEOUT, &[&publisher, &subscriber]);
     assert_eq!(server.sessions().len(), 1);
+}
+
+/// moqsrc on `url` decoding `broadcast`, with a `auth-token` or none.
+fn moq_subscriber_at(url: &str, broadcast: &str, token: Option<&str>) -> (Running, Counts) {
+    let running = Running::start(
+        "subscriber",
+        &format!(
+            "moqsrc name=moq url={url} broadcast={broadcast} auth-token={token} \
+             moq.video_0 ! queue ! decodebin3 ! videoconvert ! appsink name=video sync=false \
+             moq.audio_0 ! queue ! decodebin3 ! audioconvert ! appsink name=audio sync=false",
+            token = token.unwrap_or("\"\""),
+        ),
+    );
+    let counts = count(&running.pipeline);
+    (running, counts)
+}
+
+/// Tokens: one key decides WHIP, WHEP and the embedded relay's MoQ
+/// sessions. A publisher's token publishes its broadcast through WHIP; a
+/// viewer's watches it over WHEP and over MoQ directly; no token, or a
+/// token for something else, is refused at the door (401, 403) before any
+/// session exists, and the relay refuses an anonymous MoQ subscriber. A
+/// public path needs no token anywhere.
+#[test]
+fn tokens_decide_who_publishes_and_watches() {
+    use moq_gateway::auth::Access;
+    use moq_gateway::relay::EmbeddedRelay;
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    LazyLock::force(&RELAY);
+    let dir = std::env::temp_dir().join(unique("gateway-auth"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key.jwk");
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
+    key.to_file(&key_file).unwrap();
+    let access = Access::new(Some(key_file), vec!["anon/open/**".parse().unwrap()]).unwrap();
+    let relay = EmbeddedRelay::start_with("127.0.0.1:0".parse().unwrap(), access.clone()).unwrap();
+    let server = Server::start(Options {
+        access: Some(access),
+        ..Options::new("127.0.0.1:0".parse().unwrap(), relay.url())
+    })
+    .expect("the serve mode starts");
+    let broadcast = unique("secret");
+    let sign = |publish: &[&str], subscribe: &[&str]| {
+        let claims = moq_auth::Claims::default()
+            .with_root("anon")
+            .with_publish(publish.iter().map(|p| p.parse().unwrap()))
+            .with_subscribe(subscribe.iter().map(|p| p.parse().unwrap()))
+            .with_expires(std::time::SystemTime::now() + Duration::from_secs(3600));
+        key.sign(&claims).unwrap()
+    };
+    let publishes = sign(&[&broadcast], &[]);
+    let watches = sign(&[], &[&broadcast]);
+
+    // Refused at the door.
+    let offer = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+                 m=audio 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 OPUS/48000/2\r\n";
+    let whip = format!("/whip/{broadcast}");
+    let whep = format!("/whep/{broadcast}");
+    let (status, headers, body) = http(server.addr(), "POST", &whip, offer);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        header(&headers, "www-authenticate").is_some_and(|h| h.starts_with("Bearer")),
+        "{headers:?}"
+    );
+    for (path, token) in [(&whip, &watches), (&whep, &publishes)] {
+        let bearer = format!("Bearer {token}");
+        let (status, _, body) = http_with(
+            server.addr(),
+            "POST",
+            path,
+            &[("Authorization", &bearer)],
+            offer,
+        );
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            !body.contains(token.as_str()),
+            "the token was repeated: {body}"
+        );
+    }
+    let (status, _, body) = http_with(
+        server.addr(),
+        "POST",
+        &whip,
+        &[("Authorization", "Bearer not.a.token")],
+        offer,
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(server.sessions().is_empty(), "{:?}", server.sessions());
+
+    // Let in with the right ones, the gateway dialing the relay with each
+    // caller's own token.
+    let publisher = whip_publisher_with(
+        &server,
+        &broadcast,
+        Video::Vp8,
+        &format!("signaller::auth-token={publishes}"),
+    );
+    let (subscriber, counts) = moq_subscriber_at(&relay.url(), &broadcast, Some(&watches));
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
+    let (viewer, whep_counts) = whep_viewer_with(
+        &server,
+        &broadcast,
+        &format!("signaller::auth-token={watches}"),
+    );
+    wait_for_frames(&whep_counts, WANT, TIMEOUT, &[&publisher, &viewer]);
+
+    // The relay refuses a MoQ subscriber without a token, on its bus.
+    let (anonymous, _) = moq_subscriber_at(&relay.url(), &broadcast, None);
+    wait::until("the anonymous subscriber's error", TIMEOUT, || {
+        !anonymous.errors.lock().unwrap().is_empty()
+    });
+    let errors = anonymous.errors.lock().unwrap().join("\n");
+    assert!(
+        errors.contains("refused") || errors.contains("unauthorized"),
+        "{errors}"
+    );
+
+    // A public path: no token through WHIP, over MoQ, or over WHEP.
+    let open = format!("open/{}", unique("cam"));
+    let open_publisher = whip_publisher(&server, &open, Video::Vp8);
+    let (open_subscriber, open_counts) = moq_subscriber_at(&relay.url(), &open, None);
+    wait_for_frames(
+        &open_counts,
+        WANT,
+        TIMEOUT,
+        &[&open_publisher, &open_subscriber],
+    );
+    // What it did, in /metrics: the refusals by cause, the sessions, the
+    // media both ways. No token appears there.
+    let (status, headers, text) = http(server.addr(), "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(
+        header(&headers, "content-type").is_some_and(|t| t.contains("openmetrics-text")),
+        "{headers:?}"
+    );
+    for line in [
+        "moq_gateway_errors_total{cause=\"unauthorized\"} 2".to_string(),
+        "moq_gateway_errors_total{cause=\"forbidden\"} 2".to_string(),
+        "moq_gateway_sessions{kind=\"whip\"} 2".to_string(),
+        "moq_gateway_sessions{kind=\"whep\"} 1".to_string(),
+        format!("moq_gateway_viewers{{broadcast=\"{broadcast}\"}} 1"),
+        "moq_gateway_sessions_started_total{kind=\"whip\"} 2".to_string(),
+        "moq_gateway_session_setup_seconds_count{kind=\"whep\"} 1".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+    }
+    let counted = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    let frames_in = "moq_gateway_frames_total{direction=\"in\",media=\"video\"}";
+    let frames_out = "moq_gateway_frames_total{direction=\"out\",media=\"video\"}";
+    let bytes_out = "moq_gateway_bytes_total{direction=\"out\",media=\"audio\"}";
+    assert!(counted(frames_in) >= WANT, "{text}");
+    assert!(counted(frames_out) >= WANT, "{text}");
+    assert!(counted(bytes_out) > 0, "{text}");
+    assert!(!text.contains(&publishes) && !text.contains(&watches));
+    drop((
+        publisher,
+        subscriber,
+        viewer,
+        open_publisher,
+        open_subscriber,
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// HTTPS on the serve port, with plain HTTP still answered on loopback.
+#[test]
+fn https_and_http_on_one_port() {
+    use moq_gateway::tls::Tls;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    LazyLock::force(&RELAY);
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = made.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let server = Server::start(Options {
+        tls: Some(Tls::new(vec![cert.clone()], key).unwrap()),
+        ..Options::new("127.0.0.1:0".parse().unwrap(), RELAY.url())
+    })
+    .expect("the serve mode starts");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake");
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.unwrap();
+        response
+    });
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("ok: 0 publishers"), "{response}");
+    let (status, _, body) = http(server.addr(), "GET", "/healthz", "");
+    assert_eq!(status, 200, "{body}");
 }
 
 #[test]

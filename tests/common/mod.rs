@@ -261,14 +261,29 @@ pub fn http(
     path: &str,
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
+    http_with(addr, method, path, &[], body)
+}
+
+/// `http` with more request headers, as (name, value) pairs.
+pub fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://elsewhere.example\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://elsewhere.example\r\n{extra}\
          Content-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
