@@ -388,8 +388,11 @@ fn tokens_decide_who_publishes_and_watches() {
     );
     wait_for_frames(&whep_counts, WANT, TIMEOUT, &[&publisher, &viewer]);
 
-    // The relay refuses a MoQ subscriber without a token, on its bus.
-    let (anonymous, _) = moq_subscriber_at(&relay.url(), &broadcast, None);
+    // The relay refuses a MoQ session without a token where nothing is
+    // public: an error on the subscriber's bus. (At /anon, where open/** is
+    // public, it would be let in and see only what is public there.)
+    let private = relay.url().replace("/anon", "/private");
+    let (anonymous, _) = moq_subscriber_at(&private, &broadcast, None);
     wait::until("the anonymous subscriber's error", TIMEOUT, || {
         !anonymous.errors.lock().unwrap().is_empty()
     });
