@@ -34,6 +34,8 @@ struct Args {
     auth: AuthArgs,
     /// serve: HTTPS.
     tls: TlsArgs,
+    /// relay, serve: the embedded relay's cluster.
+    cluster: ClusterArgs,
 }
 
 /// Who may publish and watch what, on the embedded relay and on serve's
@@ -50,6 +52,35 @@ struct AuthArgs {
     /// repeatable
     #[arg(long, value_name = "PATTERN")]
     auth_public: Vec<String>,
+}
+
+/// The embedded relay's moq-relay cluster options.
+#[derive(clap::Args, Debug, Default, Clone)]
+struct ClusterArgs {
+    /// Join a moq-relay cluster through this relay (a full URL at its root
+    /// path, e.g. http://10.0.0.2:4443/); repeatable
+    #[arg(long, value_name = "URL")]
+    cluster_connect: Vec<String>,
+    /// This relay's own URL as the other nodes reach it
+    #[arg(long, value_name = "URL")]
+    cluster_node: Option<String>,
+    /// A fixed hop id for this relay (random on each start otherwise)
+    #[arg(long, value_name = "N")]
+    cluster_id: Option<u64>,
+    /// A file holding the JWT presented when dialing --cluster-connect
+    #[arg(long, value_name = "FILE")]
+    cluster_token: Option<std::path::PathBuf>,
+}
+
+impl From<ClusterArgs> for relay::Cluster {
+    fn from(args: ClusterArgs) -> Self {
+        Self {
+            connect: args.cluster_connect,
+            node: args.cluster_node,
+            id: args.cluster_id,
+            token: args.cluster_token,
+        }
+    }
 }
 
 /// serve's HTTPS, on the same port as its HTTP.
@@ -190,6 +221,8 @@ enum Sub {
         listen: Option<SocketAddr>,
         #[command(flatten)]
         auth: AuthArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// One HTTP listener for many WebRTC sessions: POST /whip/<broadcast>
     /// publishes, POST /whep/<broadcast> watches (201 + Location; DELETE
@@ -213,6 +246,8 @@ enum Sub {
         auth: AuthArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
 }
 
@@ -254,10 +289,15 @@ impl Cli {
             ..Args::default()
         };
         match self.command {
-            Some(Sub::Relay { listen, auth }) => {
+            Some(Sub::Relay {
+                listen,
+                auth,
+                cluster,
+            }) => {
                 args.command = Command::Relay;
                 args.listen = listen;
                 args.auth = auth;
+                args.cluster = cluster;
                 return Ok(args);
             }
             Some(Sub::Serve {
@@ -267,6 +307,7 @@ impl Cli {
                 max_sessions,
                 auth,
                 tls,
+                cluster,
             }) => {
                 args.command = Command::Serve;
                 args.listen = listen;
@@ -275,6 +316,7 @@ impl Cli {
                 args.max_sessions = max_sessions;
                 args.auth = auth;
                 args.tls = tls;
+                args.cluster = cluster;
                 return Ok(args);
             }
             None => {}
@@ -391,11 +433,16 @@ fn relay_or_embedded(
     relay: Option<String>,
     listen: SocketAddr,
     access: Option<Access>,
+    cluster: relay::Cluster,
 ) -> anyhow::Result<(Option<relay::EmbeddedRelay>, String)> {
     Ok(if let Some(url) = relay {
+        if !cluster.connect.is_empty() {
+            anyhow::bail!("--cluster-connect is for the embedded relay; --relay names another");
+        }
         (None, url)
     } else {
-        let relay = relay::EmbeddedRelay::start_with(listen, access.unwrap_or_else(Access::open))?;
+        let access = access.unwrap_or_else(Access::open);
+        let relay = relay::EmbeddedRelay::start_with(listen, access, cluster)?;
         let url = relay.url();
         eprintln!("embedded MoQ relay on {} ({url})", relay.addr());
         (Some(relay), url)
@@ -404,7 +451,8 @@ fn relay_or_embedded(
 
 fn run_relay(args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let access = args.auth.access()?.unwrap_or_else(Access::open);
-    let relay = relay::EmbeddedRelay::start_with(relay_listen(args), access)?;
+    let relay =
+        relay::EmbeddedRelay::start_with(relay_listen(args), access, args.cluster.clone().into())?;
     println!(
         "MoQ relay on {} (self-signed certificate): {} pins it, or https://{}/anon with \
          tls-disable-verify=true; Ctrl-C stops",
@@ -428,6 +476,7 @@ fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
         args.relay,
         SocketAddr::new(listen.ip(), 4443),
         access.clone(),
+        args.cluster.clone().into(),
     )?;
     serve::run(
         serve::Options {
@@ -443,7 +492,12 @@ fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
 
 fn run_preset(preset: Preset, args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let mut opts = args.preset.clone();
-    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(args), None)?;
+    let (_relay, url) = relay_or_embedded(
+        args.relay.clone(),
+        relay_listen(args),
+        None,
+        relay::Cluster::default(),
+    )?;
     opts.relay = url;
     let description = presets::describe(preset, &opts);
     eprintln!("{}: {}\n{description}", preset.name(), preset.summary());
@@ -452,7 +506,12 @@ fn run_preset(preset: Preset, args: &Args, interrupted: &AtomicBool) -> anyhow::
 }
 
 fn run_demo(args: Args, interrupted: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let (_relay, url) = relay_or_embedded(args.relay.clone(), relay_listen(&args), None)?;
+    let (_relay, url) = relay_or_embedded(
+        args.relay.clone(),
+        relay_listen(&args),
+        None,
+        relay::Cluster::default(),
+    )?;
     let (width, height) = args.size.unwrap_or((1280, 720));
     demo::run(
         demo::Options {

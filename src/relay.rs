@@ -24,13 +24,14 @@ impl EmbeddedRelay {
     /// `http://HOST:PORT/anon` URLs pin the certificate (what the MoQ
     /// browser tools do); port 0 picks a port free for both.
     pub fn start(bind: SocketAddr) -> anyhow::Result<Self> {
-        Self::start_with(bind, Access::open())
+        Self::start_with(bind, Access::open(), Cluster::default())
     }
 
-    /// [`start`](Self::start), admitting MoQ sessions by `access`: the
+    /// [`start`](Self::start), admitting MoQ sessions by `access` (the
     /// tokens and public paths of the gateway's WHIP/WHEP, so both ways in
-    /// grant the same.
-    pub fn start_with(bind: SocketAddr, access: Access) -> anyhow::Result<Self> {
+    /// grant the same) and joining `cluster`.
+    pub fn start_with(bind: SocketAddr, access: Access, cluster: Cluster) -> anyhow::Result<Self> {
+        let peers = cluster.peers()?;
         let bind = if bind.port() == 0 {
             SocketAddr::new(bind.ip(), free_port(bind)?)
         } else {
@@ -59,6 +60,10 @@ impl EmbeddedRelay {
                     config.listen.tls.generate = vec!["localhost".into()];
                     config.connect.bind = Some(SocketAddr::new(bind.ip(), 0));
                     config.web.http.listen = Some(bind);
+                    config.cluster.connect = peers;
+                    config.cluster.node = cluster.node;
+                    config.cluster.id = cluster.id;
+                    config.cluster.token = cluster.token;
                     // No [auth] source: the relay hands every session to
                     // this process to admit.
                     let mut relay = match moq_relay::Relay::load(config).await {
@@ -100,6 +105,38 @@ impl EmbeddedRelay {
     /// self-signed certificate's hash from the relay and pin it.
     pub fn url(&self) -> String {
         format!("http://{}/anon", self.addr)
+    }
+}
+
+/// moq-relay's cluster options for the embedded relay: each gateway an edge
+/// with its own relay, all of them one moq-relay cluster, so a broadcast
+/// published into one gateway plays from any.
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    /// Relays to dial and exchange broadcasts with (full URLs; the root
+    /// path, `http://host:4443/`, carries every broadcast: moq-relay
+    /// 0.17.10 forwarded nothing between peers dialed at `/anon`).
+    pub connect: Vec<String>,
+    /// This relay's own URL as other nodes reach it (its identity).
+    pub node: Option<String>,
+    /// A fixed hop id for this relay (random on each start otherwise).
+    pub id: Option<u64>,
+    /// A file holding the JWT presented on the dials to `connect` (one
+    /// granting `**` at the root, where the peers check tokens).
+    pub token: Option<std::path::PathBuf>,
+}
+
+impl Cluster {
+    fn peers(&self) -> anyhow::Result<Vec<moq_relay::cluster::Peer>> {
+        self.connect
+            .iter()
+            .map(|url| {
+                // Named without its query, which may hold a token.
+                let shown = url.split('?').next().unwrap_or_default();
+                url.parse()
+                    .with_context(|| format!("--cluster-connect {shown} is not a peer URL"))
+            })
+            .collect()
     }
 }
 

@@ -317,7 +317,12 @@ fn tokens_decide_who_publishes_and_watches() {
     let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
     key.to_file(&key_file).unwrap();
     let access = Access::new(Some(key_file), vec!["anon/open/**".parse().unwrap()]).unwrap();
-    let relay = EmbeddedRelay::start_with("127.0.0.1:0".parse().unwrap(), access.clone()).unwrap();
+    let relay = EmbeddedRelay::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        access.clone(),
+        Default::default(),
+    )
+    .unwrap();
     let server = Server::start(Options {
         access: Some(access),
         ..Options::new("127.0.0.1:0".parse().unwrap(), relay.url())
@@ -452,6 +457,72 @@ fn tokens_decide_who_publishes_and_watches() {
         open_subscriber,
     ));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two gateways, each with its own embedded relay, B's relay a moq-relay
+/// cluster peer of A's: WHIP into A plays on B over WHEP and over MoQ. A
+/// restarted (its relay gone and back on the same port), B's subscriber of
+/// a broadcast published into A resumes by itself.
+#[test]
+fn gateways_in_a_cluster_share_broadcasts() {
+    use moq_gateway::auth::Access;
+    use moq_gateway::relay::{Cluster, EmbeddedRelay};
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    LazyLock::force(&RELAY);
+    let relay_a = EmbeddedRelay::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let a_addr = relay_a.addr();
+    let relay_b = EmbeddedRelay::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Access::open(),
+        Cluster {
+            connect: vec![format!("http://{a_addr}/")],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let gateway = |relay: &EmbeddedRelay| {
+        Server::start(Options::new("127.0.0.1:0".parse().unwrap(), relay.url())).unwrap()
+    };
+    let (server_a, server_b) = (gateway(&relay_a), gateway(&relay_b));
+
+    let broadcast = unique("cluster");
+    let publisher = whip_publisher(&server_a, &broadcast, Video::Vp8);
+    let (subscriber, counts) = moq_subscriber_at(&relay_b.url(), &broadcast, None);
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
+    let (viewer, whep_counts) = whep_viewer(&server_b, &broadcast);
+    wait_for_frames(&whep_counts, WANT, TIMEOUT, &[&publisher, &viewer]);
+    drop((viewer, subscriber, publisher, server_a));
+
+    // A MoQ publisher into A (which redials A when it comes back), watched
+    // on B; then A goes away and comes back.
+    let broadcast = unique("cluster-restart");
+    let publisher = Running::start(
+        "publisher",
+        &format!(
+            "{raw} ! vp8enc deadline=1 keyframe-max-dist=30 ! moq.video_0 \
+             audiotestsrc is-live=true wave=ticks ! opusenc ! moq.audio_0 \
+             moqsink name=moq url={url} broadcast={broadcast}",
+            raw = raw_video(),
+            url = relay_a.url(),
+        ),
+    );
+    let (subscriber, counts) = moq_subscriber_at(&relay_b.url(), &broadcast, None);
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
+    drop(relay_a);
+    let restarted = Instant::now();
+    let relay_a = EmbeddedRelay::start(a_addr).expect("A restarts on its port");
+    let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for_frames(
+        &counts,
+        before + WANT,
+        Duration::from_secs(60),
+        &[&publisher, &subscriber],
+    );
+    eprintln!(
+        "B's subscriber resumed {:?} after A restarted",
+        restarted.elapsed()
+    );
+    drop((subscriber, publisher, relay_a, server_b, relay_b));
 }
 
 /// HTTPS on the serve port, with plain HTTP still answered on loopback.
