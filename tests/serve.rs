@@ -461,8 +461,8 @@ fn tokens_decide_who_publishes_and_watches() {
 
 /// Two gateways, each with its own embedded relay, B's relay a moq-relay
 /// cluster peer of A's: WHIP into A plays on B over WHEP and over MoQ. A
-/// restarted (its relay gone and back on the same port), B's subscriber of
-/// a broadcast published into A resumes by itself.
+/// restarted (its relay gone and back on the same port), B's MoQ subscriber
+/// and WHEP viewer of a broadcast published into A resume by themselves.
 #[test]
 fn gateways_in_a_cluster_share_broadcasts() {
     use moq_gateway::auth::Access;
@@ -508,13 +508,16 @@ fn gateways_in_a_cluster_share_broadcasts() {
     );
     let (subscriber, counts) = moq_subscriber_at(&relay_b.url(), &broadcast, None);
     wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
+    let (viewer, whep_counts) = whep_viewer(&server_b, &broadcast);
+    wait_for_frames(&whep_counts, WANT, TIMEOUT, &[&publisher, &viewer]);
     drop(relay_a);
     let restarted = Instant::now();
     let relay_a = EmbeddedRelay::start(a_addr).expect("A restarts on its port");
     let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+    // Two seconds of video: more than the queues before the decoder hold.
     wait_for_frames(
         &counts,
-        before + WANT,
+        before + 2 * WANT,
         Duration::from_secs(60),
         &[&publisher, &subscriber],
     );
@@ -522,7 +525,21 @@ fn gateways_in_a_cluster_share_broadcasts() {
         "B's subscriber resumed {:?} after A restarted",
         restarted.elapsed()
     );
-    drop((subscriber, publisher, relay_a, server_b, relay_b));
+    let before = whep_counts.video.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for_frames(
+        &whep_counts,
+        before + 2 * WANT,
+        Duration::from_secs(30),
+        &[&publisher, &viewer],
+    );
+    // The publisher did lose A and publish into the new one.
+    let stats = publisher
+        .pipeline
+        .by_name("moq")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    assert!(stats.get::<u64>("reconnects").unwrap() >= 1, "{stats}");
+    drop((viewer, subscriber, publisher, relay_a, server_b, relay_b));
 }
 
 /// HTTPS on the serve port, with plain HTTP still answered on loopback.
