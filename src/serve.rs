@@ -56,6 +56,10 @@ pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(10);
 const RELAY_WAIT: Duration = Duration::from_secs(3);
 /// The metrics' cause for answered viewers that never connected.
 const NEVER_CONNECTED: &str = "never_connected";
+/// The most HTTP connections open at once: each is a task and a descriptor,
+/// and browsers keep a few open per page. Past it a connection is closed
+/// at once (and counted), so a flood cannot starve the sessions' sockets.
+const MAX_CONNECTIONS: usize = 1000;
 /// SDP offers are a few kilobytes; refuse anything absurd before reading it.
 const MAX_OFFER: u64 = 256 * 1024;
 
@@ -175,6 +179,8 @@ impl Server {
         });
         let service = warp::service(routes(gateway.clone()));
         let tls = gateway.opts.tls.clone();
+        let metrics = gateway.metrics.clone();
+        let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("serve".into())
@@ -194,8 +200,16 @@ impl Server {
                                 }
                             },
                         };
-                        let service = service.clone();
-                        tokio::spawn(tls::serve_connection(stream, peer, tls.clone(), service));
+                        let Ok(permit) = open.clone().try_acquire_owned() else {
+                            metrics.error("connections");
+                            continue;
+                        };
+                        let serve =
+                            tls::serve_connection(stream, peer, tls.clone(), service.clone());
+                        tokio::spawn(async move {
+                            serve.await;
+                            drop(permit);
+                        });
                     }
                 });
             })?;

@@ -21,6 +21,10 @@ use tokio::net::TcpStream;
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
 const TLS_HANDSHAKE: u8 = 0x16;
+/// How long a connection may take to send its first byte, its TLS
+/// handshake, and each request's headers: a client that trickles them
+/// (slowloris) is closed then, rather than hold its connection for ever.
+pub const SLOW_CLIENT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The server side of HTTPS: a certificate and its key.
 #[derive(Clone)]
@@ -114,18 +118,22 @@ where
 {
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
-    // A peer that connects and sends nothing holds only this task.
-    let Ok(Ok(1)) =
-        tokio::time::timeout(std::time::Duration::from_secs(10), stream.peek(&mut first)).await
-    else {
+    // A peer that connects and sends nothing is dropped.
+    let Ok(Ok(1)) = tokio::time::timeout(SLOW_CLIENT, stream.peek(&mut first)).await else {
         return;
     };
-    let builder =
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(SLOW_CLIENT);
     let service = hyper_util::service::TowerToHyperService::new(service);
     match tls {
         Some(tls) if first[0] == TLS_HANDSHAKE => {
-            let Ok(stream) = tls.acceptor.accept(stream).await else {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(SLOW_CLIENT, tls.acceptor.accept(stream)).await
+            else {
                 // A failed handshake (an untrusted certificate, a scanner)
                 // is the peer's to report.
                 return;

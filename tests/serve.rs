@@ -587,6 +587,50 @@ fn https_and_http_on_one_port() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A client that trickles its request (slowloris) is closed once its
+/// headers are late, and meanwhile a broadcast and the other requests go on.
+#[test]
+fn a_slow_client_is_closed_and_nothing_else_waits() {
+    use std::io::{Read, Write};
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server(Duration::from_secs(5));
+    let broadcast = unique("slow");
+    let publisher = whip_publisher(&server, &broadcast, Video::Vp8);
+    let (subscriber, counts) = moq_subscriber(&broadcast);
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
+
+    let mut slow = std::net::TcpStream::connect(server.addr()).unwrap();
+    slow.write_all(b"POST /whip/other HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let began = Instant::now();
+    let (status, _, body) = http(server.addr(), "GET", "/healthz", "");
+    assert_eq!(status, 200, "{body}");
+    let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for_frames(&counts, before + WANT, TIMEOUT, &[&publisher, &subscriber]);
+
+    // The server ends the connection (hyper answers 408 or just closes).
+    slow.set_read_timeout(Some(moq_gateway::tls::SLOW_CLIENT * 3))
+        .unwrap();
+    let mut answer = String::new();
+    let read = slow.read_to_string(&mut answer);
+    assert!(
+        read.is_ok(),
+        "not closed: {read:?} after {:?}",
+        began.elapsed()
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    eprintln!("the slow client was closed after {:?}", began.elapsed());
+    assert!(
+        !server.sessions().iter().any(|(_, b)| b == "other"),
+        "{:?}",
+        server.sessions()
+    );
+    publisher.check();
+}
+
 #[test]
 fn http_answers_and_refusals() {
     let server = server(Duration::from_millis(500));
@@ -610,8 +654,16 @@ fn http_answers_and_refusals() {
     let (status, headers, body) = http(addr, "POST", "/whip/cam", "hello");
     assert_eq!(status, 400, "{body}");
     assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
-    let (status, _, _) = http(addr, "POST", "/whip/a/../b", "v=0\r\n");
-    assert_eq!(status, 400);
+    for path in [
+        "/whip/a/../b",
+        "/whip/a%2fb",
+        "/whip/%2e%2e/x",
+        "/whep/a%00b",
+        "/whep/a%0d%0ab",
+    ] {
+        let (status, _, body) = http(addr, "POST", path, "v=0\r\n");
+        assert_eq!(status, 400, "{path}: {body}");
+    }
     let (status, _, _) = http(addr, "POST", "/elsewhere", "v=0\r\n");
     assert_eq!(status, 404);
     let (status, _, body) = http(addr, "POST", "/whep/cam?max-height=tall", "v=0\r\n");
