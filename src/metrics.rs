@@ -62,6 +62,7 @@ pub struct Metrics {
     registry: Registry,
     sessions: Family<KindLabel, Gauge>,
     broadcasts: Gauge,
+    egress_pipelines: Gauge,
     viewers: Family<BroadcastLabel, Gauge>,
     started: Family<KindLabel, Counter>,
     errors: Family<CauseLabel, Counter>,
@@ -98,6 +99,13 @@ impl Metrics {
             "broadcasts",
             "Broadcasts with a publisher or a viewer on this gateway now",
             broadcasts.clone(),
+        );
+        let egress_pipelines = Gauge::default();
+        registry.register(
+            "egress_pipelines",
+            "WHEP egress pipelines now, each one MoQ subscription; viewers of a \
+             broadcast share one where nothing differs between them",
+            egress_pipelines.clone(),
         );
         let viewers = Family::<BroadcastLabel, Gauge>::default();
         registry.register("viewers", "WHEP viewers now, by broadcast", viewers.clone());
@@ -147,6 +155,7 @@ impl Metrics {
             registry,
             sessions,
             broadcasts,
+            egress_pipelines,
             viewers,
             started,
             errors,
@@ -205,12 +214,15 @@ impl Metrics {
         });
     }
 
-    /// The text for a scrape, with the gauges set from the sessions now:
-    /// each as (kind, broadcast).
+    /// The text for a scrape, with the gauges set from the sessions now,
+    /// each as (kind, broadcast), and the egress pipelines they run on.
     pub fn encode<'a>(
         &self,
         sessions: impl IntoIterator<Item = (&'static str, &'a str)>,
+        egress_pipelines: usize,
     ) -> String {
+        self.egress_pipelines
+            .set(i64::try_from(egress_pipelines).unwrap_or(i64::MAX));
         let mut kinds = std::collections::HashMap::<&'static str, i64>::new();
         let mut broadcasts = std::collections::HashSet::new();
         let mut viewers = std::collections::HashMap::<&str, i64>::new();
@@ -254,16 +266,20 @@ mod tests {
         metrics.error("unauthorized");
         metrics.error("unauthorized");
         metrics.keyframe_requests().inc();
-        let text = metrics.encode([
-            ("whip", "cam"),
-            ("whep", "cam"),
-            ("whep", "cam"),
-            ("whep", "b"),
-        ]);
+        let text = metrics.encode(
+            [
+                ("whip", "cam"),
+                ("whep", "cam"),
+                ("whep", "cam"),
+                ("whep", "b"),
+            ],
+            2,
+        );
         for line in [
             "moq_gateway_sessions{kind=\"whip\"} 1",
             "moq_gateway_sessions{kind=\"whep\"} 3",
             "moq_gateway_broadcasts 2",
+            "moq_gateway_egress_pipelines 2",
             "moq_gateway_viewers{broadcast=\"cam\"} 2",
             "moq_gateway_viewers{broadcast=\"b\"} 1",
             "moq_gateway_sessions_started_total{kind=\"whep\"} 1",
@@ -277,7 +293,7 @@ mod tests {
         }
         assert_eq!(metrics.errors("unauthorized"), 2);
         // A broadcast with no viewers left is gone, not 0.
-        let text = metrics.encode([("whip", "cam")]);
+        let text = metrics.encode([("whip", "cam")], 0);
         assert!(!text.contains("moq_gateway_viewers{"), "{text}");
         assert!(
             text.contains("moq_gateway_sessions{kind=\"whep\"} 0"),
@@ -307,7 +323,7 @@ mod tests {
         for size in [100, 250] {
             pad.push(gst::Buffer::with_size(size).unwrap()).unwrap();
         }
-        let text = metrics.encode([]);
+        let text = metrics.encode([], 0);
         assert!(
             text.contains("moq_gateway_frames_total{direction=\"out\",media=\"video\"} 2"),
             "{text}"

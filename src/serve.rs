@@ -124,6 +124,21 @@ struct Session {
     /// The peer's WebRTC connection came up (ICE and DTLS done).
     connected: Arc<AtomicBool>,
     ending: AtomicBool,
+    /// Egress only: where this viewer's keyframe requests go.
+    keyframes: Option<Arc<Keyframes>>,
+    /// Egress only: whether other viewers of the broadcast may join this
+    /// session's pipeline (see `join_shared`), or will know once it plays.
+    shareable: tokio::sync::watch::Sender<Share>,
+}
+
+/// Whether viewers may share an egress pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share {
+    No,
+    /// Its first viewer has no limits; whether the broadcast has one
+    /// rendition is known once its streams are ready.
+    Pending,
+    Yes,
 }
 
 /// What an egress waits for before its offer can be answered.
@@ -242,6 +257,11 @@ impl Server {
     /// connection never came up within `connect_wait`.
     pub fn never_connected(&self) -> u64 {
         self.gateway.metrics.errors(NEVER_CONNECTED)
+    }
+
+    /// How many egress pipelines (MoQ subscriptions) the viewers run on.
+    pub fn egress_pipelines(&self) -> usize {
+        self.gateway.egress_pipelines()
     }
 
     /// The sessions running now, as (kind, broadcast) pairs.
@@ -387,6 +407,30 @@ fn with_cors(mut builder: warp::http::response::Builder) -> warp::http::response
         )
         .header("Access-Control-Expose-Headers", "Location, Link, ETag");
     builder
+}
+
+/// A viewer's egress of `broadcast` that others may join, with its
+/// `Share` accepted, when the broadcast's publisher is on this gateway.
+fn shared_base(
+    sessions: &HashMap<String, Arc<Session>>,
+    broadcast: &str,
+    accept: impl Fn(Share) -> bool,
+) -> Option<Arc<Session>> {
+    let published_here = sessions
+        .values()
+        .any(|s| s.kind == Kind::Ingest && s.broadcast == broadcast);
+    if !published_here {
+        return None;
+    }
+    sessions
+        .values()
+        .find(|s| {
+            s.kind == Kind::Egress
+                && s.broadcast == broadcast
+                && accept(*s.shareable.borrow())
+                && !s.ending.load(Ordering::SeqCst)
+        })
+        .cloned()
 }
 
 /// Whether a pad of moqsrc or whipserversrc carries video (by its name).
@@ -598,9 +642,10 @@ impl Gateway {
                     .values()
                     .map(|s| (kind_name(s.kind), s.broadcast.clone()))
                     .collect();
-                let text = self
-                    .metrics
-                    .encode(sessions.iter().map(|(k, b)| (*k, b.as_str())));
+                let text = self.metrics.encode(
+                    sessions.iter().map(|(k, b)| (*k, b.as_str())),
+                    self.egress_pipelines(),
+                );
                 with_cors(Response::builder())
                     .header("Content-Type", metrics::CONTENT_TYPE)
                     .body(text.into_bytes())
@@ -700,6 +745,8 @@ impl Gateway {
             video_sinks: Mutex::default(),
             connected: Arc::default(),
             ending: AtomicBool::new(false),
+            keyframes: None,
+            shareable: tokio::sync::watch::Sender::new(Share::No),
         });
         let weak = Arc::downgrade(&session);
         let pipeline_weak = pipeline.downgrade();
@@ -764,6 +811,9 @@ impl Gateway {
         wants: Wants,
         token: Option<&str>,
     ) -> Result<Arc<Session>, (StatusCode, String)> {
+        if let Some(session) = self.join_shared(broadcast, wants).await? {
+            return Ok(session);
+        }
         let (session, ready, link) = self
             .build_egress(broadcast, wants, token)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
@@ -779,13 +829,85 @@ impl Gateway {
         match self.wait_streams(&session, broadcast, ready).await {
             Ok(()) => {
                 link.prepare(&session.webrtc, wants);
+                // One rendition and no limits: nothing differs between this
+                // viewer and the next ones.
+                let share = wants == Wants::default() && !link.adapts();
+                session
+                    .shareable
+                    .send_replace(if share { Share::Yes } else { Share::No });
                 Ok(session)
             }
             Err(err) => {
+                session.shareable.send_replace(Share::No);
                 self.end(&session.id);
                 Err(err)
             }
         }
+    }
+
+    /// A viewer joining the egress another viewer of `broadcast` made: one
+    /// more consumer of its whepserversink, over the same moqsrc (one MoQ
+    /// subscription and one pipeline for all of them). Only when nothing
+    /// differs between them: the broadcast has one rendition and neither
+    /// asked for limits (`Share`), and its publisher is on this gateway,
+    /// where a joining viewer's keyframe request goes (a moqsrc rejoining
+    /// for one would re-send the group to every viewer). A viewer arriving
+    /// while such an egress is being made waits for it.
+    async fn join_shared(
+        self: &Arc<Self>,
+        broadcast: &str,
+        wants: Wants,
+    ) -> Result<Option<Arc<Session>>, (StatusCode, String)> {
+        if wants != Wants::default() {
+            return Ok(None);
+        }
+        let mut share = {
+            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            match shared_base(&sessions, broadcast, |share| share != Share::No) {
+                Some(base) => base.shareable.subscribe(),
+                None => return Ok(None),
+            }
+        };
+        // Bounded by the base's own wait for its streams; a base that
+        // ends drops its sender, which reads as No.
+        let verdict = share
+            .wait_for(|share| *share != Share::Pending)
+            .await
+            .map(|share| *share)
+            .unwrap_or(Share::No);
+        if verdict != Share::Yes {
+            return Ok(None);
+        }
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(base) = shared_base(&sessions, broadcast, |share| share == Share::Yes) else {
+            return Ok(None);
+        };
+        let Some(theirs) = base.keyframes.clone() else {
+            return Ok(None);
+        };
+        let keyframes = Arc::new(Keyframes {
+            gateway: Arc::downgrade(self),
+            broadcast: broadcast.to_owned(),
+            connected: Arc::default(),
+            moqsrc: theirs.moqsrc.clone(),
+            shared: theirs.shared.clone(),
+        });
+        let session = Arc::new(Session {
+            id: new_id(),
+            kind: Kind::Egress,
+            broadcast: broadcast.to_owned(),
+            pipeline: base.pipeline.clone(),
+            webrtc: base.webrtc.clone(),
+            video_sinks: Mutex::default(),
+            connected: keyframes.connected.clone(),
+            ending: AtomicBool::new(false),
+            keyframes: Some(keyframes.clone()),
+            shareable: tokio::sync::watch::Sender::new(Share::Yes),
+        });
+        self.room(&sessions)?;
+        keyframes.shared.store(true, Ordering::SeqCst);
+        sessions.insert(session.id.clone(), session.clone());
+        Ok(Some(session))
     }
 
     /// Waits until whepserversink can answer an offer for the broadcast:
@@ -899,6 +1021,14 @@ impl Gateway {
         )?;
         pipeline.add_many([&src, &sink])?;
         crate::trace::egress(&sink, broadcast);
+        let name = broadcast.to_owned();
+        let keyframes = Arc::new(Keyframes {
+            gateway: Arc::downgrade(self),
+            broadcast: name.clone(),
+            connected: Arc::default(),
+            moqsrc: src.downgrade(),
+            shared: Arc::default(),
+        });
         let session = Arc::new(Session {
             id,
             kind: Kind::Egress,
@@ -906,18 +1036,17 @@ impl Gateway {
             pipeline: pipeline.clone(),
             webrtc: sink.clone(),
             video_sinks: Mutex::default(),
-            connected: Arc::default(),
+            connected: keyframes.connected.clone(),
             ending: AtomicBool::new(false),
+            keyframes: Some(keyframes.clone()),
+            shareable: tokio::sync::watch::Sender::new(if wants == Wants::default() {
+                Share::Pending
+            } else {
+                Share::No
+            }),
         });
         let pipeline_weak = pipeline.downgrade();
-        let name = broadcast.to_owned();
         let sink_for_pads = sink.clone();
-        let keyframes = Arc::new(Keyframes {
-            gateway: Arc::downgrade(self),
-            broadcast: name.clone(),
-            connected: session.connected.clone(),
-            moqsrc: src.downgrade(),
-        });
         let keyframes_for_pads = keyframes.clone();
         let metrics = self.metrics.clone();
         src.connect_pad_added(move |_, pad| {
@@ -931,27 +1060,29 @@ impl Gateway {
             }
         });
         let ready = ready_signals(&src, &sink);
-        self.follow_viewer(&sink, keyframes, link.clone(), &session.id);
+        self.follow_viewer(&sink, link.clone());
         self.watch_bus(&session);
         Ok((session, ready, link))
     }
 
-    /// Follows the viewer's connection on whepserversink: its keyframe is
-    /// asked for once it is connected, its link picks its rendition, and
-    /// its egress ends when it leaves (ICE failed, the peer closed).
-    fn follow_viewer(
-        self: &Arc<Self>,
-        sink: &gst::Element,
-        keyframes: Arc<Keyframes>,
-        link: Arc<ViewerLink>,
-        id: &str,
-    ) {
+    /// Follows each viewer's connection on whepserversink (one, or several
+    /// sharing it): its keyframe is asked for once it is connected, its
+    /// link picks its rendition, and its session ends when it leaves (ICE
+    /// failed, the peer closed). Consumers are named by their session ids.
+    fn follow_viewer(self: &Arc<Self>, sink: &gst::Element, link: Arc<ViewerLink>) {
         // Called from an async handler: the server's runtime.
         let runtime = tokio::runtime::Handle::current();
+        let gateway = Arc::downgrade(self);
         sink.connect("consumer-added", false, move |args| {
+            let id = args.get(1).and_then(|v| v.get::<String>().ok())?;
             let webrtcbin = args.get(2).and_then(|v| v.get::<gst::Element>().ok())?;
+            // Only the viewer that made the pipeline can adapt (a shared
+            // one has a single rendition, see `join_shared`).
             link.follow(&webrtcbin, &runtime);
-            let keyframes = keyframes.clone();
+            let keyframes = gateway
+                .upgrade()
+                .and_then(|gateway| gateway.session(&id))
+                .and_then(|session| session.keyframes.clone())?;
             webrtcbin.connect_notify(Some("connection-state"), move |webrtcbin, _| {
                 let state = webrtcbin.property_value("connection-state");
                 if glib::EnumValue::from_value(&state).is_some_and(|(_, v)| v.nick() == "connected")
@@ -962,13 +1093,36 @@ impl Gateway {
             None
         });
         let gateway = Arc::downgrade(self);
-        let id = id.to_owned();
-        sink.connect("consumer-removed", false, move |_| {
-            if let Some(gateway) = gateway.upgrade() {
+        sink.connect("consumer-removed", false, move |args| {
+            let id = args.get(1).and_then(|v| v.get::<String>().ok());
+            if let (Some(gateway), Some(id)) = (gateway.upgrade(), id) {
                 gateway.end(&id);
             }
             None
         });
+    }
+
+    /// How many egress pipelines the viewers run on (each one moqsrc, one
+    /// MoQ subscription).
+    fn egress_pipelines(&self) -> usize {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pipelines: Vec<&gst::Pipeline> = sessions
+            .values()
+            .filter(|s| s.kind == Kind::Egress)
+            .map(|s| &s.pipeline)
+            .collect();
+        pipelines.sort_by_key(|p| p.as_ptr() as usize);
+        pipelines.dedup();
+        pipelines.len()
+    }
+
+    /// The session `id`, if it is running.
+    fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     fn play(&self, session: &Session) -> Result<(), String> {
@@ -1055,22 +1209,46 @@ impl Gateway {
         });
     }
 
-    /// Ends a session; false if there is none with that id.
+    /// Ends a session; false if there is none with that id. A viewer that
+    /// shares its pipeline leaves it (its consumer is removed); the last
+    /// one out stops it.
     fn end(&self, id: &str) -> bool {
-        let Some(session) = self
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id)
-        else {
-            return false;
+        let (session, shared) = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(session) = sessions.remove(id) else {
+                return false;
+            };
+            let shared = sessions.values().any(|s| s.pipeline == session.pipeline);
+            (session, shared)
         };
         // Never block the caller: it may be a streaming thread or the
         // HTTP runtime.
         let _ = std::thread::Builder::new()
             .name("session-end".into())
-            .spawn(move || teardown(&session));
+            .spawn(move || {
+                if shared {
+                    leave(&session);
+                } else {
+                    teardown(&session);
+                }
+            });
         true
+    }
+
+    /// Ends every session on `pipeline` (the viewers sharing it, or its one
+    /// session).
+    fn end_pipeline(&self, pipeline: &gst::Pipeline) {
+        let ids: Vec<String> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|s| &s.pipeline == pipeline)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
+            self.end(&id);
+        }
     }
 
     /// A keyframe request to `broadcast`'s publisher, if it publishes
@@ -1111,6 +1289,7 @@ impl Gateway {
     fn watch_bus(self: &Arc<Self>, session: &Arc<Session>) {
         let gateway: Weak<Gateway> = Arc::downgrade(self);
         let id = session.id.clone();
+        let pipeline = session.pipeline.downgrade();
         let bus = session.pipeline.bus().expect("a pipeline has a bus");
         bus.set_sync_handler(move |_, msg| {
             let done = match msg.view() {
@@ -1128,8 +1307,10 @@ impl Gateway {
                 }
                 _ => false,
             };
-            if done && let Some(gateway) = gateway.upgrade() {
-                gateway.end(&id);
+            // Everyone on the pipeline: the viewers sharing it too.
+            if done && let (Some(gateway), Some(pipeline)) = (gateway.upgrade(), pipeline.upgrade())
+            {
+                gateway.end_pipeline(&pipeline);
             }
             gst::BusSyncReply::Drop
         });
@@ -1293,6 +1474,19 @@ fn signaller(webrtc: &gst::Element) -> glib::Object {
 
 /// Stops a session's pipeline; an ingest first lets moqsink end the
 /// broadcast (EOS), so subscribers see it end rather than stall.
+/// A viewer leaving a pipeline that others share: its consumer of
+/// whepserversink is removed, the rest goes on.
+fn leave(session: &Session) {
+    if session.ending.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    signaller(&session.webrtc).emit_by_name::<()>("delete", &[&session.id, &gst::Promise::new()]);
+    eprintln!(
+        "session {} ({}) left its shared egress",
+        session.id, session.broadcast
+    );
+}
+
 fn teardown(session: &Session) {
     if session.ending.swap(true, Ordering::SeqCst) {
         return;
@@ -1426,6 +1620,10 @@ struct Keyframes {
     /// The viewer's moqsrc, told to rejoin for keyframes when no publisher
     /// here can take the requests.
     moqsrc: glib::WeakRef<gst::Element>,
+    /// Set once a second viewer shares the egress: whepserversink's
+    /// requests (one probe for all its consumers) then pass whoever's
+    /// connection is up.
+    shared: Arc<AtomicBool>,
 }
 
 impl Keyframes {
@@ -1449,7 +1647,7 @@ impl Keyframes {
     /// would make that one wait, as the publisher's RTCP allows one early
     /// feedback packet per regular report interval.
     fn viewer_asked(&self) {
-        if self.connected.load(Ordering::SeqCst) {
+        if self.connected.load(Ordering::SeqCst) || self.shared.load(Ordering::SeqCst) {
             self.request();
         }
     }

@@ -126,6 +126,15 @@ impl ViewerLink {
         *self.fit.lock().unwrap_or_else(PoisonError::into_inner) = Some(fit);
     }
 
+    /// Whether the viewer's rendition follows its link (a broadcast with
+    /// renditions to choose between); known once `prepare` ran.
+    pub fn adapts(&self) -> bool {
+        self.fit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// Follows the estimator in the viewer's webrtcbin, on `runtime`,
     /// until the webrtcbin is gone. It is read a few times a second rather
     /// than on notification: it notifies only changes, and an estimate

@@ -587,6 +587,62 @@ fn https_and_http_on_one_port() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// WHEP viewers of a broadcast published through this gateway share one
+/// egress: one moqsrc (one MoQ subscription) and one whepserversink with a
+/// consumer each. Every viewer plays, one joining late too (its keyframe
+/// comes from the publisher); one leaving leaves the others playing; a
+/// viewer with limits of its own gets a pipeline of its own.
+#[test]
+fn viewers_of_a_broadcast_published_here_share_one_subscription() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server(Duration::from_secs(10));
+    let broadcast = unique("shared");
+    let publisher = whip_publisher(&server, &broadcast, Video::H264);
+    let (subscriber, counts) = moq_subscriber(&broadcast);
+    wait_for_frames(&counts, 5, TIMEOUT, &[&publisher, &subscriber]);
+    drop(subscriber);
+    // Three at once: the first makes the egress, the others wait for it
+    // and join.
+    let mut viewers: Vec<(Running, Counts)> =
+        (0..3).map(|_| whep_viewer(&server, &broadcast)).collect();
+    for (viewer, counts) in &viewers {
+        wait_for_frames(counts, WANT, TIMEOUT, &[&publisher, viewer]);
+    }
+    assert_eq!(server.egress_pipelines(), 1, "{:?}", server.sessions());
+
+    // One leaves (whepclientsrc DELETEs its session): the rest play on.
+    let (gone, _) = viewers.remove(0);
+    drop(gone);
+    wait::until("the viewer's session to end", TIMEOUT, || {
+        server
+            .sessions()
+            .iter()
+            .filter(|(k, _)| *k == "whep")
+            .count()
+            == 2
+    });
+    for (viewer, counts) in &viewers {
+        let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+        wait_for_frames(counts, before + WANT, TIMEOUT, &[&publisher, viewer]);
+    }
+    // A late one joins the same egress and starts from a fresh keyframe.
+    let asked = server.keyframe_requests();
+    let (late, late_counts) = whep_viewer(&server, &broadcast);
+    wait_for_frames(&late_counts, WANT, TIMEOUT, &[&publisher, &late]);
+    assert!(server.keyframe_requests() > asked);
+    assert_eq!(server.egress_pipelines(), 1);
+
+    // Limits of its own: a pipeline of its own.
+    let (limited, limited_counts) = whep_viewer(&server, &format!("{broadcast}?max-height=720"));
+    wait_for_frames(&limited_counts, WANT, TIMEOUT, &[&publisher, &limited]);
+    assert_eq!(server.egress_pipelines(), 2);
+    drop((late, limited, viewers));
+    wait::until("every viewer's session to end", TIMEOUT, || {
+        server.egress_pipelines() == 0
+    });
+    publisher.check();
+}
+
 /// A client that trickles its request (slowloris) is closed once its
 /// headers are late, and meanwhile a broadcast and the other requests go on.
 #[test]
