@@ -36,6 +36,8 @@ struct Args {
     tls: TlsArgs,
     /// relay, serve: the embedded relay's cluster.
     cluster: ClusterArgs,
+    /// serve: viewers share egress pipelines.
+    share_egress: bool,
 }
 
 /// Who may publish and watch what, on the embedded relay and on serve's
@@ -244,6 +246,11 @@ enum Sub {
         max_sessions: Option<usize>,
         #[command(flatten)]
         auth: AuthArgs,
+        /// Give every WHEP viewer a pipeline and a MoQ subscription of its
+        /// own (by default viewers of a broadcast published here share one
+        /// where nothing differs between them)
+        #[arg(long)]
+        egress_per_viewer: bool,
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
@@ -306,6 +313,7 @@ impl Cli {
                 stun,
                 max_sessions,
                 auth,
+                egress_per_viewer,
                 tls,
                 cluster,
             }) => {
@@ -317,6 +325,7 @@ impl Cli {
                 args.auth = auth;
                 args.tls = tls;
                 args.cluster = cluster;
+                args.share_egress = !egress_per_viewer;
                 return Ok(args);
             }
             None => {}
@@ -484,6 +493,7 @@ fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
             max_sessions: args.max_sessions.unwrap_or(serve::DEFAULT_MAX_SESSIONS),
             access,
             tls,
+            share_egress: args.share_egress,
             ..serve::Options::new(listen, relay_url)
         },
         interrupted,

@@ -86,6 +86,10 @@ pub struct Options {
     pub access: Option<Access>,
     /// HTTPS on the listener (plain HTTP then only from loopback).
     pub tls: Option<Tls>,
+    /// Viewers of a broadcast published here share one egress pipeline
+    /// (one MoQ subscription) where nothing differs between them; off,
+    /// each viewer gets a pipeline of its own.
+    pub share_egress: bool,
 }
 
 impl Options {
@@ -100,6 +104,7 @@ impl Options {
             max_sessions: DEFAULT_MAX_SESSIONS,
             access: None,
             tls: None,
+            share_egress: true,
         }
     }
 }
@@ -858,7 +863,7 @@ impl Gateway {
         broadcast: &str,
         wants: Wants,
     ) -> Result<Option<Arc<Session>>, (StatusCode, String)> {
-        if wants != Wants::default() {
+        if !self.opts.share_egress || wants != Wants::default() {
             return Ok(None);
         }
         let mut share = {
@@ -1039,11 +1044,13 @@ impl Gateway {
             connected: keyframes.connected.clone(),
             ending: AtomicBool::new(false),
             keyframes: Some(keyframes.clone()),
-            shareable: tokio::sync::watch::Sender::new(if wants == Wants::default() {
-                Share::Pending
-            } else {
-                Share::No
-            }),
+            shareable: tokio::sync::watch::Sender::new(
+                if self.opts.share_egress && wants == Wants::default() {
+                    Share::Pending
+                } else {
+                    Share::No
+                },
+            ),
         });
         let pipeline_weak = pipeline.downgrade();
         let sink_for_pads = sink.clone();
