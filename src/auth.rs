@@ -156,11 +156,16 @@ fn denied(refusal: Refusal) -> Denied {
     }
 }
 
-/// The bearer token of an `Authorization` header, if it carries one.
+/// The bearer token of an `Authorization` header, if it carries one that
+/// could be a JWT: base64url parts and dots only, since it goes on into
+/// a relay URL's query (`?jwt=`), where `&` or `#` would add to it.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let (scheme, token) = header?.trim().split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    let jwt_like = token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && jwt_like).then_some(token)
 }
 
 #[cfg(test)]
@@ -339,6 +344,7 @@ mod tests {
         assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
         assert_eq!(bearer(Some("Basic abc")), None);
         assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(Some("Bearer a.b&jwt=c")), None);
         assert_eq!(bearer(None), None);
     }
 }

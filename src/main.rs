@@ -258,6 +258,44 @@ enum Sub {
     },
 }
 
+impl Sub {
+    /// A subcommand's options, as `run` takes them.
+    fn into_args(self, args: &mut Args) {
+        match self {
+            Sub::Relay {
+                listen,
+                auth,
+                cluster,
+            } => {
+                args.command = Command::Relay;
+                args.listen = listen;
+                args.auth = auth;
+                args.cluster = cluster;
+            }
+            Sub::Serve {
+                listen,
+                relay,
+                stun,
+                max_sessions,
+                auth,
+                egress_per_viewer,
+                tls,
+                cluster,
+            } => {
+                args.command = Command::Serve;
+                args.listen = listen;
+                args.relay = relay;
+                args.preset.stun = stun;
+                args.max_sessions = max_sessions;
+                args.auth = auth;
+                args.tls = tls;
+                args.cluster = cluster;
+                args.share_egress = !egress_per_viewer;
+            }
+        }
+    }
+}
+
 fn parse_preset(name: &str) -> Result<Preset, String> {
     Preset::parse(name).ok_or_else(|| {
         let names: Vec<_> = Preset::ALL.iter().map(|p| p.name()).collect();
@@ -295,40 +333,9 @@ impl Cli {
             pipeline: self.pipeline,
             ..Args::default()
         };
-        match self.command {
-            Some(Sub::Relay {
-                listen,
-                auth,
-                cluster,
-            }) => {
-                args.command = Command::Relay;
-                args.listen = listen;
-                args.auth = auth;
-                args.cluster = cluster;
-                return Ok(args);
-            }
-            Some(Sub::Serve {
-                listen,
-                relay,
-                stun,
-                max_sessions,
-                auth,
-                egress_per_viewer,
-                tls,
-                cluster,
-            }) => {
-                args.command = Command::Serve;
-                args.listen = listen;
-                args.relay = relay;
-                args.preset.stun = stun;
-                args.max_sessions = max_sessions;
-                args.auth = auth;
-                args.tls = tls;
-                args.cluster = cluster;
-                args.share_egress = !egress_per_viewer;
-                return Ok(args);
-            }
-            None => {}
+        if let Some(sub) = self.command {
+            sub.into_args(&mut args);
+            return Ok(args);
         }
         if let Some(video) = self.video {
             args.preset.video = video;

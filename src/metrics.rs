@@ -85,85 +85,88 @@ impl Default for Metrics {
     }
 }
 
+/// `metric`, registered in `registry` under `name` with `help`.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("moq_gateway");
-        let sessions = Family::<KindLabel, Gauge>::default();
-        registry.register(
-            "sessions",
-            "Sessions carried now, by kind (whip: publishers, whep: viewers)",
-            sessions.clone(),
-        );
-        let broadcasts = Gauge::default();
-        registry.register(
-            "broadcasts",
-            "Broadcasts with a publisher or a viewer on this gateway now",
-            broadcasts.clone(),
-        );
-        let egress_pipelines = Gauge::default();
-        registry.register(
-            "egress_pipelines",
-            "WHEP egress pipelines now, each one MoQ subscription; viewers of a \
-             broadcast share one where nothing differs between them",
-            egress_pipelines.clone(),
-        );
-        let viewers = Family::<BroadcastLabel, Gauge>::default();
-        registry.register("viewers", "WHEP viewers now, by broadcast", viewers.clone());
-        let started = Family::<KindLabel, Counter>::default();
-        registry.register(
-            "sessions_started",
-            "Sessions answered with 201 Created, by kind",
-            started.clone(),
-        );
-        let errors = Family::<CauseLabel, Counter>::default();
-        registry.register(
-            "errors",
-            "Requests refused and sessions ended by a failure, by cause",
-            errors.clone(),
-        );
-        let frames = Family::<FlowLabel, Counter>::default();
-        registry.register(
-            "frames",
-            "Encoded frames in from WHIP publishers and out to WHEP viewers",
-            frames.clone(),
-        );
-        let bytes = Family::<FlowLabel, Counter>::default();
-        registry.register(
-            "bytes",
-            "Encoded media bytes in from WHIP publishers and out to WHEP viewers",
-            bytes.clone(),
-        );
-        let keyframe_requests = Counter::default();
-        registry.register(
-            "keyframe_requests",
-            "Keyframe requests (viewers joining, their PLI/FIR) passed to publishers here",
-            keyframe_requests.clone(),
-        );
-        let link_estimates = Counter::default();
-        registry.register(
-            "link_estimates",
-            "Estimates of WHEP viewers' links that reached their rendition choice",
-            link_estimates.clone(),
-        );
-        let setup: Histograms = Family::new_with_constructor(setup_histogram);
-        registry.register(
-            "session_setup_seconds",
-            "From a POST to its 201 answer, by kind",
-            setup.clone(),
-        );
+        let mut r = Registry::with_prefix("moq_gateway");
+        let reg = &mut r;
         Self {
-            registry,
-            sessions,
-            broadcasts,
-            egress_pipelines,
-            viewers,
-            started,
-            errors,
-            frames,
-            bytes,
-            keyframe_requests,
-            link_estimates,
-            setup,
+            sessions: registered(
+                reg,
+                "sessions",
+                "Sessions carried now, by kind (whip: publishers, whep: viewers)",
+                Family::default(),
+            ),
+            broadcasts: registered(
+                reg,
+                "broadcasts",
+                "Broadcasts with a publisher or a viewer on this gateway now",
+                Gauge::default(),
+            ),
+            egress_pipelines: registered(
+                reg,
+                "egress_pipelines",
+                "WHEP egress pipelines now, each one MoQ subscription; viewers of a \
+                 broadcast share one where nothing differs between them",
+                Gauge::default(),
+            ),
+            viewers: registered(
+                reg,
+                "viewers",
+                "WHEP viewers now, by broadcast",
+                Family::default(),
+            ),
+            started: registered(
+                reg,
+                "sessions_started",
+                "Sessions answered with 201 Created, by kind",
+                Family::default(),
+            ),
+            errors: registered(
+                reg,
+                "errors",
+                "Requests refused and sessions ended by a failure, by cause",
+                Family::default(),
+            ),
+            frames: registered(
+                reg,
+                "frames",
+                "Encoded frames in from WHIP publishers and out to WHEP viewers",
+                Family::default(),
+            ),
+            bytes: registered(
+                reg,
+                "bytes",
+                "Encoded media bytes in from WHIP publishers and out to WHEP viewers",
+                Family::default(),
+            ),
+            keyframe_requests: registered(
+                reg,
+                "keyframe_requests",
+                "Keyframe requests (viewers joining, their PLI/FIR) passed to publishers here",
+                Counter::default(),
+            ),
+            link_estimates: registered(
+                reg,
+                "link_estimates",
+                "Estimates of WHEP viewers' links that reached their rendition choice",
+                Counter::default(),
+            ),
+            setup: registered(
+                reg,
+                "session_setup_seconds",
+                "From a POST to its 201 answer, by kind",
+                Family::new_with_constructor(setup_histogram as fn() -> Histogram),
+            ),
+            registry: r,
         }
     }
 

@@ -31,12 +31,12 @@ impl EmbeddedRelay {
     /// tokens and public paths of the gateway's WHIP/WHEP, so both ways in
     /// grant the same) and joining `cluster`.
     pub fn start_with(bind: SocketAddr, access: Access, cluster: Cluster) -> anyhow::Result<Self> {
-        let peers = cluster.peers()?;
         let bind = if bind.port() == 0 {
             SocketAddr::new(bind.ip(), free_port(bind)?)
         } else {
             bind
         };
+        let config = relay_config(bind, cluster)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("embedded-relay".into())
@@ -54,18 +54,6 @@ impl EmbeddedRelay {
                     }
                 };
                 runtime.block_on(async move {
-                    let mut config = moq_relay::Config::default();
-                    config.drain_timeout = Duration::ZERO;
-                    config.listen.bind = Some(moq_tokio::listen::Bind::Addr(bind));
-                    config.listen.tls.generate = vec!["localhost".into()];
-                    config.connect.bind = Some(SocketAddr::new(bind.ip(), 0));
-                    config.web.http.listen = Some(bind);
-                    config.cluster.connect = peers;
-                    config.cluster.node = cluster.node;
-                    config.cluster.id = cluster.id;
-                    config.cluster.token = cluster.token;
-                    // No [auth] source: the relay hands every session to
-                    // this process to admit.
                     let mut relay = match moq_relay::Relay::load(config).await {
                         Ok(relay) => relay.with_signals(false),
                         Err(err) => {
@@ -106,6 +94,24 @@ impl EmbeddedRelay {
     pub fn url(&self) -> String {
         format!("http://{}/anon", self.addr)
     }
+}
+
+/// The embedded relay's configuration: QUIC and the certificate's HTTP on
+/// `bind`, a self-signed certificate, no drain on shutdown, `cluster`'s
+/// peers; and no `[auth]` source, so the relay hands every session to this
+/// process to admit (`Access::serve_admissions`).
+fn relay_config(bind: SocketAddr, cluster: Cluster) -> anyhow::Result<moq_relay::Config> {
+    let mut config = moq_relay::Config::default();
+    config.drain_timeout = Duration::ZERO;
+    config.listen.bind = Some(moq_tokio::listen::Bind::Addr(bind));
+    config.listen.tls.generate = vec!["localhost".into()];
+    config.connect.bind = Some(SocketAddr::new(bind.ip(), 0));
+    config.web.http.listen = Some(bind);
+    config.cluster.connect = cluster.peers()?;
+    config.cluster.node = cluster.node;
+    config.cluster.id = cluster.id;
+    config.cluster.token = cluster.token;
+    Ok(config)
 }
 
 /// moq-relay's cluster options for the embedded relay: each gateway an edge

@@ -146,6 +146,52 @@ enum Share {
     Yes,
 }
 
+impl Session {
+    /// A publisher's session on `pipeline`, whose whipserversrc is `src`.
+    fn publisher(
+        id: String,
+        broadcast: &str,
+        pipeline: &gst::Pipeline,
+        src: &gst::Element,
+    ) -> Arc<Self> {
+        Arc::new(Session {
+            id,
+            kind: Kind::Ingest,
+            broadcast: broadcast.to_owned(),
+            pipeline: pipeline.clone(),
+            webrtc: src.clone(),
+            video_sinks: Mutex::default(),
+            connected: Arc::default(),
+            ending: AtomicBool::new(false),
+            keyframes: None,
+            shareable: tokio::sync::watch::Sender::new(Share::No),
+        })
+    }
+
+    /// A viewer's session on the egress `pipeline`, whose whepserversink
+    /// (`sink`) may be shared with other viewers.
+    fn viewer(
+        id: String,
+        pipeline: &gst::Pipeline,
+        sink: &gst::Element,
+        keyframes: Arc<Keyframes>,
+        share: Share,
+    ) -> Arc<Self> {
+        Arc::new(Session {
+            id,
+            kind: Kind::Egress,
+            broadcast: keyframes.broadcast.clone(),
+            pipeline: pipeline.clone(),
+            webrtc: sink.clone(),
+            video_sinks: Mutex::default(),
+            connected: keyframes.connected.clone(),
+            ending: AtomicBool::new(false),
+            keyframes: Some(keyframes),
+            shareable: tokio::sync::watch::Sender::new(share),
+        })
+    }
+}
+
 /// What an egress waits for before its offer can be answered.
 struct Ready {
     /// moqsrc made a pad for every track.
@@ -197,42 +243,11 @@ impl Server {
             sessions: Mutex::default(),
             metrics: Arc::default(),
         });
-        let service = warp::service(routes(gateway.clone()));
-        let tls = gateway.opts.tls.clone();
-        let metrics = gateway.metrics.clone();
-        let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let accepting = accept(listener, gateway.clone(), stop);
         let thread = std::thread::Builder::new()
             .name("serve".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    loop {
-                        let (stream, peer) = tokio::select! {
-                            _ = &mut stop => break,
-                            accepted = listener.accept() => match accepted {
-                                Ok(accepted) => accepted,
-                                Err(err) => {
-                                    // Out of descriptors, most likely: let
-                                    // connections close before the next.
-                                    eprintln!("serve: cannot accept: {err}");
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                    continue;
-                                }
-                            },
-                        };
-                        let Ok(permit) = open.clone().try_acquire_owned() else {
-                            metrics.error("connections");
-                            continue;
-                        };
-                        let serve =
-                            tls::serve_connection(stream, peer, tls.clone(), service.clone());
-                        tokio::spawn(async move {
-                            serve.await;
-                            drop(permit);
-                        });
-                    }
-                });
-            })?;
+            .spawn(move || runtime.block_on(accepting))?;
         Ok(Server {
             addr,
             gateway,
@@ -304,6 +319,43 @@ impl Drop for Server {
     }
 }
 
+/// Takes connections on `listener` until `stop`, each served on a task of
+/// its own (HTTPS or HTTP, `tls::serve_connection`), at most
+/// `MAX_CONNECTIONS` at once.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let service = warp::service(routes(gateway.clone()));
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of descriptors, most likely: let connections
+                    // close before the next.
+                    eprintln!("serve: cannot accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            gateway.metrics.error("connections");
+            continue;
+        };
+        let tls = gateway.opts.tls.clone();
+        let serve = tls::serve_connection(stream, peer, tls, service.clone());
+        tokio::spawn(async move {
+            serve.await;
+            drop(permit);
+        });
+    }
+}
+
 /// Runs the serve mode until `interrupted`.
 pub fn run(opts: Options, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let server = Server::start(opts.clone())?;
@@ -344,8 +396,18 @@ fn routes(
                     let gateway = gateway.clone();
                     async move {
                         let began = std::time::Instant::now();
-                        let token = auth::bearer(authorization.as_deref());
-                        let reply = gateway.post(path.as_str(), &query, token, &body).await;
+                        let reply = match authorization.as_deref().map(|h| auth::bearer(Some(h))) {
+                            // A header that is not a bearer JWT is refused,
+                            // not read as no credentials.
+                            Some(None) => denied_reply(Denied::Unauthenticated(
+                                "Authorization takes Bearer <token>, a JWT".into(),
+                            )),
+                            token => {
+                                gateway
+                                    .post(path.as_str(), &query, token.flatten(), &body)
+                                    .await
+                            }
+                        };
                         gateway.count_post(path.as_str(), reply.status(), began.elapsed());
                         reply
                     }
@@ -560,30 +622,25 @@ impl Gateway {
             Kind::Ingest => offer,
         };
         let reply = self.answer(&session, offer).await;
-        if reply.status() != StatusCode::CREATED {
-            eprintln!(
-                "session {} ({broadcast}): the offer was not answered ({})",
-                session.id,
-                reply.status()
-            );
-            self.end(&session.id);
-        } else {
-            eprintln!(
-                "session {}: {} {broadcast}",
-                session.id,
-                if kind == Kind::Ingest {
-                    "publishing"
-                } else {
-                    "watching"
-                }
-            );
-            if kind == Kind::Egress {
-                // The keyframe it starts on is asked for once it is
-                // connected (build_egress).
-                self.end_if_never_connected(&session);
-            }
-        }
+        self.answered(&session, reply.status());
         reply
+    }
+
+    /// After a session's offer was answered with `status`: a session whose
+    /// offer failed ends; a viewer's that never connects will.
+    fn answered(self: &Arc<Self>, session: &Arc<Session>, status: StatusCode) {
+        let (id, broadcast) = (&session.id, &session.broadcast);
+        if status != StatusCode::CREATED {
+            eprintln!("session {id} ({broadcast}): the offer was not answered ({status})");
+            self.end(id);
+        } else if session.kind == Kind::Ingest {
+            eprintln!("session {id}: publishing {broadcast}");
+        } else {
+            eprintln!("session {id}: watching {broadcast}");
+            // The keyframe it starts on is asked for once it is connected
+            // (follow_viewer).
+            self.end_if_never_connected(session);
+        }
     }
 
     /// Counts a POST's outcome: a session started, or the cause of its
@@ -741,18 +798,7 @@ impl Gateway {
             .context("no moqsink")?;
         pipeline.add_many([&src, &sink])?;
         let targets = Mutex::new(IngestPads::request(&sink, video, ladder, audio)?);
-        let session = Arc::new(Session {
-            id,
-            kind: Kind::Ingest,
-            broadcast: broadcast.to_owned(),
-            pipeline: pipeline.clone(),
-            webrtc: src.clone(),
-            video_sinks: Mutex::default(),
-            connected: Arc::default(),
-            ending: AtomicBool::new(false),
-            keyframes: None,
-            shareable: tokio::sync::watch::Sender::new(Share::No),
-        });
+        let session = Session::publisher(id, broadcast, &pipeline, &src);
         let weak = Arc::downgrade(&session);
         let pipeline_weak = pipeline.downgrade();
         let metrics = self.metrics.clone();
@@ -890,25 +936,19 @@ impl Gateway {
         let Some(theirs) = base.keyframes.clone() else {
             return Ok(None);
         };
-        let keyframes = Arc::new(Keyframes {
-            gateway: Arc::downgrade(self),
-            broadcast: broadcast.to_owned(),
-            connected: Arc::default(),
-            moqsrc: theirs.moqsrc.clone(),
-            shared: theirs.shared.clone(),
-        });
-        let session = Arc::new(Session {
-            id: new_id(),
-            kind: Kind::Egress,
-            broadcast: broadcast.to_owned(),
-            pipeline: base.pipeline.clone(),
-            webrtc: base.webrtc.clone(),
-            video_sinks: Mutex::default(),
-            connected: keyframes.connected.clone(),
-            ending: AtomicBool::new(false),
-            keyframes: Some(keyframes.clone()),
-            shareable: tokio::sync::watch::Sender::new(Share::Yes),
-        });
+        let keyframes = Keyframes::new(
+            self,
+            broadcast,
+            theirs.moqsrc.clone(),
+            theirs.shared.clone(),
+        );
+        let session = Session::viewer(
+            new_id(),
+            &base.pipeline,
+            &base.webrtc,
+            keyframes.clone(),
+            Share::Yes,
+        );
         self.room(&sessions)?;
         keyframes.shared.store(true, Ordering::SeqCst);
         sessions.insert(session.id.clone(), session.clone());
@@ -1027,31 +1067,13 @@ impl Gateway {
         pipeline.add_many([&src, &sink])?;
         crate::trace::egress(&sink, broadcast);
         let name = broadcast.to_owned();
-        let keyframes = Arc::new(Keyframes {
-            gateway: Arc::downgrade(self),
-            broadcast: name.clone(),
-            connected: Arc::default(),
-            moqsrc: src.downgrade(),
-            shared: Arc::default(),
-        });
-        let session = Arc::new(Session {
-            id,
-            kind: Kind::Egress,
-            broadcast: broadcast.to_owned(),
-            pipeline: pipeline.clone(),
-            webrtc: sink.clone(),
-            video_sinks: Mutex::default(),
-            connected: keyframes.connected.clone(),
-            ending: AtomicBool::new(false),
-            keyframes: Some(keyframes.clone()),
-            shareable: tokio::sync::watch::Sender::new(
-                if self.opts.share_egress && wants == Wants::default() {
-                    Share::Pending
-                } else {
-                    Share::No
-                },
-            ),
-        });
+        let keyframes = Keyframes::new(self, broadcast, src.downgrade(), Arc::default());
+        let share = if self.opts.share_egress && wants == Wants::default() {
+            Share::Pending
+        } else {
+            Share::No
+        };
+        let session = Session::viewer(id, &pipeline, &sink, keyframes.clone(), share);
         let pipeline_weak = pipeline.downgrade();
         let sink_for_pads = sink.clone();
         let keyframes_for_pads = keyframes.clone();
@@ -1634,6 +1656,21 @@ struct Keyframes {
 }
 
 impl Keyframes {
+    fn new(
+        gateway: &Arc<Gateway>,
+        broadcast: &str,
+        moqsrc: glib::WeakRef<gst::Element>,
+        shared: Arc<AtomicBool>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            gateway: Arc::downgrade(gateway),
+            broadcast: broadcast.to_owned(),
+            connected: Arc::default(),
+            moqsrc,
+            shared,
+        })
+    }
+
     /// The viewer's connection is up: its first picture must be a
     /// keyframe, and the publisher's next one may be seconds away.
     fn viewer_connected(&self) {

@@ -374,6 +374,15 @@ fn tokens_decide_who_publishes_and_watches() {
         offer,
     );
     assert_eq!(status, 401, "{body}");
+    // Not a bearer JWT, on a public path too: refused, not taken for none.
+    let (status, _, body) = http_with(
+        server.addr(),
+        "POST",
+        "/whip/open/x",
+        &[("Authorization", "Basic dXNlcjpwYXNz")],
+        offer,
+    );
+    assert_eq!(status, 401, "{body}");
     assert!(server.sessions().is_empty(), "{:?}", server.sessions());
 
     // Let in with the right ones, the gateway dialing the relay with each
@@ -426,7 +435,7 @@ fn tokens_decide_who_publishes_and_watches() {
         "{headers:?}"
     );
     for line in [
-        "moq_gateway_errors_total{cause=\"unauthorized\"} 2".to_string(),
+        "moq_gateway_errors_total{cause=\"unauthorized\"} 3".to_string(),
         "moq_gateway_errors_total{cause=\"forbidden\"} 2".to_string(),
         "moq_gateway_sessions{kind=\"whip\"} 2".to_string(),
         "moq_gateway_sessions{kind=\"whep\"} 1".to_string(),
