@@ -114,8 +114,21 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// Stops the pipeline, waiting at most 20 s. whepclientsrc (gst-plugins-rs
+    /// 0.15) can deadlock in its own shutdown when its ICE fails meanwhile
+    /// (the gateway ended the session): its webrtcbin's thread waits for a
+    /// lock the state change holds. Such a pipeline is left behind, named
+    /// on stderr, rather than hang the test run.
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        let (done, stopped) = std::sync::mpsc::channel();
+        let pipeline = self.pipeline.clone();
+        std::thread::spawn(move || {
+            let _ = pipeline.set_state(gst::State::Null);
+            let _ = done.send(());
+        });
+        if stopped.recv_timeout(Duration::from_secs(20)).is_err() {
+            eprintln!("{}: did not stop within 20 s, left behind", self.name);
+        }
     }
 }
 
