@@ -551,6 +551,66 @@ fn gateways_in_a_cluster_share_broadcasts() {
     drop((viewer, subscriber, publisher, relay_a, server_b, relay_b));
 }
 
+/// A cluster whose relays check tokens: B dials A with its cluster token
+/// (everything at the root); a broadcast published into A with a
+/// publisher's token plays on B for a viewer's token, and not without one.
+#[test]
+fn a_cluster_with_tokens() {
+    use moq_gateway::auth::Access;
+    use moq_gateway::relay::{Cluster, EmbeddedRelay};
+    LazyLock::force(&RELAY);
+    let dir = std::env::temp_dir().join(unique("cluster-auth"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
+    key.to_file(dir.join("key.jwk")).unwrap();
+    let sign = |root: &str, publish: &str, subscribe: &str| {
+        let claims = moq_auth::Claims::default()
+            .with_root(root)
+            .with_publish([publish.parse().unwrap()])
+            .with_subscribe([subscribe.parse().unwrap()]);
+        key.sign(&claims).unwrap()
+    };
+    std::fs::write(dir.join("cluster.jwt"), sign("", "**", "**")).unwrap();
+    let access = Access::new(Some(dir.join("key.jwk")), vec![]).unwrap();
+    let relay_a = EmbeddedRelay::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        access.clone(),
+        Cluster::default(),
+    )
+    .unwrap();
+    let relay_b = EmbeddedRelay::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        access,
+        Cluster {
+            connect: vec![format!("http://{}/", relay_a.addr())],
+            token: Some(dir.join("cluster.jwt")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let broadcast = unique("cluster-auth");
+    let publishes = sign("anon", &broadcast, "nothing/**");
+    let publisher = Running::start(
+        "publisher",
+        &format!(
+            "{raw} ! vp8enc deadline=1 keyframe-max-dist=30 ! moq.video_0 \
+             audiotestsrc is-live=true wave=ticks ! opusenc ! moq.audio_0 \
+             moqsink name=moq url={url} broadcast={broadcast} auth-token={publishes}",
+            raw = raw_video(),
+            url = relay_a.url(),
+        ),
+    );
+    let watches = sign("anon", "nothing/**", &broadcast);
+    let (subscriber, counts) = moq_subscriber_at(&relay_b.url(), &broadcast, Some(&watches));
+    wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
+    let (anonymous, _) = moq_subscriber_at(&relay_b.url(), &broadcast, None);
+    wait::until("the anonymous subscriber's error", TIMEOUT, || {
+        !anonymous.errors.lock().unwrap().is_empty()
+    });
+    drop((anonymous, subscriber, publisher, relay_b, relay_a));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// HTTPS on the serve port, with plain HTTP still answered on loopback.
 #[test]
 fn https_and_http_on_one_port() {
