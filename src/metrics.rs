@@ -94,76 +94,56 @@ where
     metric
 }
 
+// What each metric means, as `# HELP` says it.
+const SESSIONS_HELP: &str = "Sessions carried now, by kind (whip: publishers, whep: viewers)";
+const BROADCASTS_HELP: &str = "Broadcasts with a publisher or a viewer on this gateway now";
+const EGRESS_PIPELINES_HELP: &str = "WHEP egress pipelines now, each one MoQ subscription; \
+     viewers of a broadcast share one where nothing differs between them";
+const VIEWERS_HELP: &str = "WHEP viewers now, by broadcast";
+const STARTED_HELP: &str = "Sessions answered with 201 Created, by kind";
+const ERRORS_HELP: &str = "Requests refused and sessions ended by a failure, by cause";
+const FRAMES_HELP: &str = "Encoded frames in from WHIP publishers and out to WHEP viewers";
+const BYTES_HELP: &str = "Encoded media bytes in from WHIP publishers and out to WHEP viewers";
+const KEYFRAME_REQUESTS_HELP: &str =
+    "Keyframe requests (viewers joining, their PLI/FIR) passed to publishers here";
+const LINK_ESTIMATES_HELP: &str =
+    "Estimates of WHEP viewers' links that reached their rendition choice";
+const SETUP_HELP: &str = "From a POST to its 201 answer, by kind";
+
 impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("moq_gateway");
         let reg = &mut r;
         Self {
-            sessions: registered(
-                reg,
-                "sessions",
-                "Sessions carried now, by kind (whip: publishers, whep: viewers)",
-                Family::default(),
-            ),
-            broadcasts: registered(
-                reg,
-                "broadcasts",
-                "Broadcasts with a publisher or a viewer on this gateway now",
-                Gauge::default(),
-            ),
+            sessions: registered(reg, "sessions", SESSIONS_HELP, Family::default()),
+            broadcasts: registered(reg, "broadcasts", BROADCASTS_HELP, Gauge::default()),
             egress_pipelines: registered(
                 reg,
                 "egress_pipelines",
-                "WHEP egress pipelines now, each one MoQ subscription; viewers of a \
-                 broadcast share one where nothing differs between them",
+                EGRESS_PIPELINES_HELP,
                 Gauge::default(),
             ),
-            viewers: registered(
-                reg,
-                "viewers",
-                "WHEP viewers now, by broadcast",
-                Family::default(),
-            ),
-            started: registered(
-                reg,
-                "sessions_started",
-                "Sessions answered with 201 Created, by kind",
-                Family::default(),
-            ),
-            errors: registered(
-                reg,
-                "errors",
-                "Requests refused and sessions ended by a failure, by cause",
-                Family::default(),
-            ),
-            frames: registered(
-                reg,
-                "frames",
-                "Encoded frames in from WHIP publishers and out to WHEP viewers",
-                Family::default(),
-            ),
-            bytes: registered(
-                reg,
-                "bytes",
-                "Encoded media bytes in from WHIP publishers and out to WHEP viewers",
-                Family::default(),
-            ),
+            viewers: registered(reg, "viewers", VIEWERS_HELP, Family::default()),
+            started: registered(reg, "sessions_started", STARTED_HELP, Family::default()),
+            errors: registered(reg, "errors", ERRORS_HELP, Family::default()),
+            frames: registered(reg, "frames", FRAMES_HELP, Family::default()),
+            bytes: registered(reg, "bytes", BYTES_HELP, Family::default()),
             keyframe_requests: registered(
                 reg,
                 "keyframe_requests",
-                "Keyframe requests (viewers joining, their PLI/FIR) passed to publishers here",
+                KEYFRAME_REQUESTS_HELP,
                 Counter::default(),
             ),
             link_estimates: registered(
                 reg,
                 "link_estimates",
-                "Estimates of WHEP viewers' links that reached their rendition choice",
+                LINK_ESTIMATES_HELP,
                 Counter::default(),
             ),
             setup: registered(
                 reg,
                 "session_setup_seconds",
-                "From a POST to its 201 answer, by kind",
+                SETUP_HELP,
                 Family::new_with_constructor(setup_histogram as fn() -> Histogram),
             ),
             registry: r,

@@ -396,18 +396,9 @@ fn routes(
                     let gateway = gateway.clone();
                     async move {
                         let began = std::time::Instant::now();
-                        let reply = match authorization.as_deref().map(|h| auth::bearer(Some(h))) {
-                            // A header that is not a bearer JWT is refused,
-                            // not read as no credentials.
-                            Some(None) => denied_reply(Denied::Unauthenticated(
-                                "Authorization takes Bearer <token>, a JWT".into(),
-                            )),
-                            token => {
-                                gateway
-                                    .post(path.as_str(), &query, token.flatten(), &body)
-                                    .await
-                            }
-                        };
+                        let reply = gateway
+                            .authorized_post(path.as_str(), &query, authorization, &body)
+                            .await;
                         gateway.count_post(path.as_str(), reply.status(), began.elapsed());
                         reply
                     }
@@ -415,25 +406,7 @@ fn routes(
             )
             .recover(move |rejection: warp::Rejection| {
                 let metrics = metrics_for_rejections.clone();
-                async move {
-                    // warp's own refusals of a POST body; anything else (not a
-                    // POST) goes on to the other routes.
-                    if rejection.find::<warp::reject::LengthRequired>().is_some() {
-                        metrics.error("no_length");
-                        Ok(text_reply(
-                            StatusCode::LENGTH_REQUIRED,
-                            "an SDP offer needs a Content-Length",
-                        ))
-                    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                        metrics.error("too_large");
-                        Ok(text_reply(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "that is not an SDP offer: too large",
-                        ))
-                    } else {
-                        Err(rejection)
-                    }
-                }
+                async move { body_refusal(&metrics, rejection) }
             })
             .unify()
     };
@@ -444,6 +417,26 @@ fn routes(
         },
     );
     posts.or(others).unify()
+}
+
+/// warp's own refusals of a POST body as answers; anything else (not a
+/// POST) goes on to the other routes.
+fn body_refusal(metrics: &Metrics, rejection: warp::Rejection) -> Result<Reply, warp::Rejection> {
+    if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        metrics.error("no_length");
+        Ok(text_reply(
+            StatusCode::LENGTH_REQUIRED,
+            "an SDP offer needs a Content-Length",
+        ))
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        metrics.error("too_large");
+        Ok(text_reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "that is not an SDP offer: too large",
+        ))
+    } else {
+        Err(rejection)
+    }
 }
 
 /// Whether a POST asks for `?ladder=1` (a publisher's video encoded into
@@ -585,6 +578,23 @@ fn new_id() -> String {
 }
 
 impl Gateway {
+    /// A POST with its `Authorization` header, if any: a header that is
+    /// not a bearer JWT is refused, not read as no credentials.
+    async fn authorized_post(
+        self: &Arc<Self>,
+        path: &str,
+        query: &std::collections::HashMap<String, String>,
+        authorization: Option<String>,
+        body: &[u8],
+    ) -> Reply {
+        match authorization.as_deref().map(|h| auth::bearer(Some(h))) {
+            Some(None) => denied_reply(Denied::Unauthenticated(
+                "Authorization takes Bearer <token>, a JWT".into(),
+            )),
+            token => self.post(path, query, token.flatten(), body).await,
+        }
+    }
+
     async fn post(
         self: &Arc<Self>,
         path: &str,
