@@ -387,18 +387,23 @@ fn routes(
             .and(warp::query::<std::collections::HashMap<String, String>>())
             .and(warp::header::optional::<String>("authorization"))
             .and(warp::body::content_length_limit(MAX_OFFER))
-            .and(warp::body::bytes())
+            .and(warp::body::stream())
             .then(
                 move |path: warp::path::FullPath,
                       query: std::collections::HashMap<String, String>,
                       authorization: Option<String>,
-                      body: bytes::Bytes| {
+                      body| {
                     let gateway = gateway.clone();
                     async move {
                         let began = std::time::Instant::now();
-                        let reply = gateway
-                            .authorized_post(path.as_str(), &query, authorization, &body)
-                            .await;
+                        let reply = match read_body(body).await {
+                            Ok(body) => {
+                                gateway
+                                    .authorized_post(path.as_str(), &query, authorization, &body)
+                                    .await
+                            }
+                            Err(reply) => reply,
+                        };
                         gateway.count_post(path.as_str(), reply.status(), began.elapsed());
                         reply
                     }
@@ -417,6 +422,39 @@ fn routes(
         },
     );
     posts.or(others).unify()
+}
+
+/// A POST's body (at most `MAX_OFFER`, which warp checked against its
+/// Content-Length), read within `tls::SLOW_CLIENT`: a client that trickles
+/// it gets a 408 rather than hold its connection.
+async fn read_body<S, B>(body: S) -> Result<Vec<u8>, Reply>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures_util::StreamExt;
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut all = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|_| ())?;
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                all.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        }
+        Ok::<_, ()>(all)
+    };
+    match tokio::time::timeout(tls::SLOW_CLIENT, read).await {
+        Ok(Ok(all)) => Ok(all),
+        Ok(Err(())) => Err(text_reply(StatusCode::BAD_REQUEST, "the offer was cut off")),
+        Err(_) => Err(text_reply(
+            StatusCode::REQUEST_TIMEOUT,
+            "the offer did not arrive within 10 s",
+        )),
+    }
 }
 
 /// warp's own refusals of a POST body as answers; anything else (not a
@@ -517,6 +555,7 @@ fn cause(status: StatusCode) -> &'static str {
         StatusCode::CONFLICT => "conflict",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::REQUEST_TIMEOUT => "slow_client",
         StatusCode::BAD_GATEWAY => "relay",
         _ if status.is_server_error() => "internal",
         _ => "other",

@@ -713,7 +713,8 @@ fn viewers_of_a_broadcast_published_here_share_one_subscription() {
 }
 
 /// A client that trickles its request (slowloris) is closed once its
-/// headers are late, and meanwhile a broadcast and the other requests go on.
+/// headers are late, one that trickles its offer gets a 408, and meanwhile
+/// a broadcast and the other requests go on.
 #[test]
 fn a_slow_client_is_closed_and_nothing_else_waits() {
     use std::io::{Read, Write};
@@ -726,6 +727,11 @@ fn a_slow_client_is_closed_and_nothing_else_waits() {
 
     let mut slow = std::net::TcpStream::connect(server.addr()).unwrap();
     slow.write_all(b"POST /whip/other HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // And one whose offer trickles: its headers come, its body does not.
+    let mut slow_body = std::net::TcpStream::connect(server.addr()).unwrap();
+    slow_body
+        .write_all(b"POST /whip/other HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nv=0\r\n")
         .unwrap();
     let began = Instant::now();
     let (status, _, body) = http(server.addr(), "GET", "/healthz", "");
@@ -746,6 +752,17 @@ fn a_slow_client_is_closed_and_nothing_else_waits() {
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
+    );
+    slow_body
+        .set_read_timeout(Some(moq_gateway::tls::SLOW_CLIENT * 3))
+        .unwrap();
+    let mut answer = [0u8; 12];
+    slow_body.read_exact(&mut answer).unwrap();
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 408",
+        "{}",
+        String::from_utf8_lossy(&answer)
     );
     eprintln!("the slow client was closed after {:?}", began.elapsed());
     assert!(
