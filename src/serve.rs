@@ -126,8 +126,6 @@ struct Session {
     /// upstream: to the publisher, or to the encoders of its ladder (one
     /// request to all of them, which keeps their groups aligned).
     video_sinks: Mutex<Vec<gst::Pad>>,
-    /// The peer's WebRTC connection came up (ICE and DTLS done).
-    connected: Arc<AtomicBool>,
     ending: AtomicBool,
     /// Egress only: where this viewer's keyframe requests go.
     keyframes: Option<Arc<Keyframes>>,
@@ -161,7 +159,6 @@ impl Session {
             pipeline: pipeline.clone(),
             webrtc: src.clone(),
             video_sinks: Mutex::default(),
-            connected: Arc::default(),
             ending: AtomicBool::new(false),
             keyframes: None,
             shareable: tokio::sync::watch::Sender::new(Share::No),
@@ -184,7 +181,6 @@ impl Session {
             pipeline: pipeline.clone(),
             webrtc: sink.clone(),
             video_sinks: Mutex::default(),
-            connected: keyframes.connected.clone(),
             ending: AtomicBool::new(false),
             keyframes: Some(keyframes),
             shareable: tokio::sync::watch::Sender::new(share),
@@ -695,13 +691,10 @@ impl Gateway {
     /// Counts a POST's outcome: a session started, or the cause of its
     /// refusal.
     fn count_post(&self, path: &str, status: StatusCode, took: Duration) {
-        if status == StatusCode::CREATED {
-            let kind = if path.starts_with("/whip/") {
-                "whip"
-            } else {
-                "whep"
-            };
-            self.metrics.started(kind, took);
+        if status == StatusCode::CREATED
+            && let Some((kind, _)) = route(path)
+        {
+            self.metrics.started(kind_name(kind), took);
         } else {
             self.metrics.error(cause(status));
         }
@@ -1274,7 +1267,11 @@ impl Gateway {
             let (Some(gateway), Some(session)) = (gateway.upgrade(), session.upgrade()) else {
                 return;
             };
-            if session.connected.load(Ordering::SeqCst) || session.ending.load(Ordering::SeqCst) {
+            let connected = session
+                .keyframes
+                .as_ref()
+                .is_some_and(|k| k.connected.load(Ordering::SeqCst));
+            if connected || session.ending.load(Ordering::SeqCst) {
                 return;
             }
             if gateway.end(&session.id) {
@@ -1453,15 +1450,20 @@ fn aligned_answer(id: &str, offer: &str, body: &[u8]) -> Result<Vec<u8>, String>
 
 /// What a POST asks for: publish (WHIP) or watch (WHEP), which broadcast,
 /// and its SDP offer with `sdp::fix_offer` applied; or the status and text refusing it.
+/// Which kind of session a POST path asks for, and the rest of the path.
+fn route(path: &str) -> Option<(Kind, &str)> {
+    if let Some(rest) = path.strip_prefix("/whip/") {
+        Some((Kind::Ingest, rest))
+    } else {
+        path.strip_prefix("/whep/").map(|rest| (Kind::Egress, rest))
+    }
+}
+
 fn parse_post(
     path: &str,
     body: &[u8],
 ) -> Result<(Kind, String, String), (StatusCode, &'static str)> {
-    let (kind, rest) = if let Some(rest) = path.strip_prefix("/whip/") {
-        (Kind::Ingest, rest)
-    } else if let Some(rest) = path.strip_prefix("/whep/") {
-        (Kind::Egress, rest)
-    } else {
+    let Some((kind, rest)) = route(path) else {
         return Err((
             StatusCode::NOT_FOUND,
             "POST an SDP offer to /whip/<broadcast> or /whep/<broadcast>",
@@ -1693,8 +1695,9 @@ impl IngestPads {
 struct Keyframes {
     gateway: Weak<Gateway>,
     broadcast: String,
-    /// The session's: also read by the never-connected watchdog.
-    connected: Arc<AtomicBool>,
+    /// The viewer's WebRTC connection came up (ICE and DTLS done); also
+    /// read by the never-connected watchdog.
+    connected: AtomicBool,
     /// The viewer's moqsrc, told to rejoin for keyframes when no publisher
     /// here can take the requests.
     moqsrc: glib::WeakRef<gst::Element>,
@@ -1714,7 +1717,7 @@ impl Keyframes {
         Arc::new(Self {
             gateway: Arc::downgrade(gateway),
             broadcast: broadcast.to_owned(),
-            connected: Arc::default(),
+            connected: AtomicBool::new(false),
             moqsrc,
             shared,
         })
