@@ -13,12 +13,19 @@
 //!   on (the relay URL's path, `/anon` by default), and its broadcast must
 //!   be inside what that grants: what the relay itself decides when the
 //!   gateway dials it with the caller's token. The gateway never dials with
-//!   more than the caller brought: a token is handed on as it came, and a
-//!   caller without one is under the public rules at the relay too.
+//!   more than the caller brought: a publisher's token is handed on as it
+//!   came, and a caller without one is under the public rules at the relay
+//!   too. A viewer's egress dials with a token the gateway signs for
+//!   exactly its broadcast, when the key can sign ([`Access::egress_token`]):
+//!   viewers share egresses, and one viewer's token running out must not
+//!   end the others' pictures. What a token grants still ends when it runs
+//!   out: the gateway ends each session then, as the relay ends a MoQ
+//!   session ([`Access::check`] says when).
 //! - Tokens are never logged or repeated: a refusal says why, not what.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use moq_auth::serve::{Keys, Policy, Refusal};
@@ -90,14 +97,15 @@ impl Access {
     }
 
     /// Whether `token` (or none) may do `action` on `broadcast`, which the
-    /// gateway reaches at `relay_path` of its relay.
+    /// gateway reaches at `relay_path` of its relay; if so, until when (the
+    /// token's expiry, none for public paths and tokens without one).
     pub async fn check(
         &self,
         relay_path: &str,
         broadcast: &str,
         action: Action,
         token: Option<&str>,
-    ) -> Result<(), Denied> {
+    ) -> Result<Option<SystemTime>, Denied> {
         let mut request = moq_auth::Request::new("moq-gateway", Transport::Http, relay_path);
         request.query = token.map(|token| format!("jwt={token}"));
         let grant = self.policy.decide(&request).await.map_err(denied)?;
@@ -106,7 +114,7 @@ impl Access {
             Action::Subscribe => (&grant.subscribe, "watch"),
         };
         if granted.matches(broadcast) {
-            Ok(())
+            Ok(grant.expires)
         } else if token.is_none() {
             Err(Denied::Unauthenticated(format!(
                 "'{broadcast}' is not public: {verb} it with Authorization: Bearer <token>"
@@ -116,6 +124,25 @@ impl Access {
                 "the token does not let its holder {verb} '{broadcast}'"
             )))
         }
+    }
+
+    /// A token for the gateway's own subscription to `broadcast` at
+    /// `relay_path`: subscribe to that broadcast only, signed with the key
+    /// (when it can sign; `None` otherwise, or without a key). It has no
+    /// expiry, as the egress it serves outlives any one viewer's token, and
+    /// it never leaves the gateway but for its relay.
+    pub fn egress_token(&self, relay_path: &str, broadcast: &str) -> Option<String> {
+        let Some(Keys::File(path)) = &self.policy.keys else {
+            return None;
+        };
+        let key = moq_auth::Key::from_file(path).ok()?;
+        if !key.operations.contains(&moq_auth::KeyOperation::Sign) {
+            return None;
+        }
+        let claims = moq_auth::Claims::default()
+            .with_root(relay_path.trim_matches('/'))
+            .with_subscribe([Pattern::literal(broadcast).ok()?]);
+        key.sign(&claims).ok()
     }
 
     /// Answers the embedded relay's admissions (its sessions from MoQ
@@ -220,7 +247,7 @@ mod tests {
         broadcast: &str,
         action: Action,
         token: Option<&str>,
-    ) -> Result<(), Denied> {
+    ) -> Result<Option<SystemTime>, Denied> {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -228,9 +255,9 @@ mod tests {
             .block_on(access.check("/anon", broadcast, action, token))
     }
 
-    fn status(result: Result<(), Denied>) -> u16 {
+    fn status(result: Result<Option<SystemTime>, Denied>) -> u16 {
         match result {
-            Ok(()) => 200,
+            Ok(_) => 200,
             Err(Denied::Unauthenticated(_)) => 401,
             Err(Denied::Forbidden(_)) => 403,
         }
@@ -295,6 +322,62 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_lasts_as_long_as_its_token() {
+        let f = fixture(&["anon/open/**"]);
+        let viewer = token(&f.key, "anon", &[], &["cam"]);
+        let expires = check(&f.access, "cam", Action::Subscribe, Some(&viewer))
+            .unwrap()
+            .expect("the token's exp");
+        // `exp` holds whole seconds, rounded either way.
+        let hour = SystemTime::now() + Duration::from_secs(3600);
+        let second = Duration::from_secs(1);
+        assert!(
+            expires > hour - 2 * second && expires < hour + 2 * second,
+            "{expires:?} against {hour:?}"
+        );
+        assert_eq!(
+            check(&f.access, "open/cam", Action::Subscribe, None),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn the_gateways_own_token_reaches_one_broadcast() {
+        let f = fixture(&[]);
+        let own = f
+            .access
+            .egress_token("/anon", "room/cam")
+            .expect("a key that signs");
+        let a = &f.access;
+        assert_eq!(
+            status(check(a, "room/cam", Action::Subscribe, Some(&own))),
+            200
+        );
+        assert_eq!(
+            check(a, "room/cam", Action::Subscribe, Some(&own)),
+            Ok(None)
+        );
+        for (broadcast, action) in [
+            ("room/cam", Action::Publish),
+            ("room/cam2", Action::Subscribe),
+            ("room", Action::Subscribe),
+            ("room/cam/x", Action::Subscribe),
+        ] {
+            assert_eq!(status(check(a, broadcast, action, Some(&own))), 403);
+        }
+        // No key, or one that only verifies: the viewer's own token goes on.
+        assert_eq!(Access::open().egress_token("/anon", "cam"), None);
+        let path = f._dir.0.join("verify-only.jwk");
+        let verify_only = f
+            .key
+            .clone()
+            .with_operations([moq_auth::KeyOperation::Verify]);
+        verify_only.to_file(&path).unwrap();
+        let checking = Access::new(Some(path), vec![]).unwrap();
+        assert_eq!(checking.egress_token("/anon", "cam"), None);
+    }
+
+    #[test]
     fn public_paths_need_no_token() {
         let f = fixture(&["anon/open/**"]);
         let a = &f.access;
@@ -318,7 +401,7 @@ mod tests {
                 Err(Denied::Forbidden(text)) | Err(Denied::Unauthenticated(text)) => {
                     assert!(!text.contains(&secret), "{text}")
                 }
-                Ok(()) => panic!("{broadcast} was allowed"),
+                Ok(_) => panic!("{broadcast} was allowed"),
             }
         }
         let mangled = format!("{secret}x");

@@ -9,6 +9,7 @@ use anyhow::Context;
 pub mod auth;
 pub mod demo;
 pub mod fit;
+pub mod group_length;
 pub mod ingest_ladder;
 pub mod launch;
 pub mod metrics;

@@ -36,8 +36,24 @@ struct Args {
     tls: TlsArgs,
     /// relay, serve: the embedded relay's cluster.
     cluster: ClusterArgs,
-    /// serve: viewers share egress pipelines.
-    share_egress: bool,
+    /// serve: which viewers share egress pipelines.
+    share: ShareArgs,
+}
+
+/// Which WHEP viewers of a broadcast share one egress pipeline.
+#[derive(clap::Args, Debug, Default, Clone)]
+struct ShareArgs {
+    /// Give every WHEP viewer a pipeline and a MoQ subscription of its
+    /// own (by default viewers of a broadcast share one where nothing
+    /// differs between them)
+    #[arg(long)]
+    egress_per_viewer: bool,
+    /// Viewers of a broadcast published elsewhere (another gateway, a MoQ
+    /// publisher) share while its groups last at most this long: one who
+    /// joins waits for the next keyframe. 0: share only broadcasts
+    /// published here [default: 2]
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    share_max_group: Option<Duration>,
 }
 
 /// Who may publish and watch what, on the embedded relay and on serve's
@@ -246,11 +262,8 @@ enum Sub {
         max_sessions: Option<usize>,
         #[command(flatten)]
         auth: AuthArgs,
-        /// Give every WHEP viewer a pipeline and a MoQ subscription of its
-        /// own (by default viewers of a broadcast published here share one
-        /// where nothing differs between them)
-        #[arg(long)]
-        egress_per_viewer: bool,
+        #[command(flatten)]
+        share: ShareArgs,
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
@@ -278,7 +291,7 @@ impl Sub {
                 stun,
                 max_sessions,
                 auth,
-                egress_per_viewer,
+                share,
                 tls,
                 cluster,
             } => {
@@ -290,7 +303,7 @@ impl Sub {
                 args.auth = auth;
                 args.tls = tls;
                 args.cluster = cluster;
-                args.share_egress = !egress_per_viewer;
+                args.share = share;
             }
         }
     }
@@ -308,8 +321,11 @@ fn parse_video(name: &str) -> Result<Video, String> {
 }
 
 fn parse_duration(secs: &str) -> Result<Duration, String> {
-    let secs: f64 = secs.parse().map_err(|_| "takes seconds".to_string())?;
-    Ok(Duration::from_secs_f64(secs.max(0.0)))
+    // Not from_secs_f64: "inf" parses, and would panic there.
+    secs.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| "takes a number of seconds, 0 or more".to_string())
 }
 
 fn parse_size(size: &str) -> Result<(u32, u32), String> {
@@ -500,7 +516,11 @@ fn run_serve(args: Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
             max_sessions: args.max_sessions.unwrap_or(serve::DEFAULT_MAX_SESSIONS),
             access,
             tls,
-            share_egress: args.share_egress,
+            share_egress: !args.share.egress_per_viewer,
+            share_max_group: args
+                .share
+                .share_max_group
+                .unwrap_or(serve::DEFAULT_SHARE_MAX_GROUP),
             ..serve::Options::new(listen, relay_url)
         },
         interrupted,
@@ -558,6 +578,9 @@ mod tests {
             parse("serve --listen 127.0.0.1:0 --relay http://r:1/anon").command == Command::Serve
         );
         assert!(parse("--print moq-to-whep --video vp8").command == Command::Print);
+        let args = parse("serve --egress-per-viewer --share-max-group 0.5");
+        assert!(args.share.egress_per_viewer);
+        assert_eq!(args.share.share_max_group, Some(Duration::from_millis(500)));
         let args = parse("--relay http://r:1/anon whip-to-moq");
         assert!(args.command == Command::Preset(Preset::WhipToMoq));
         assert_eq!(args.preset.relay, "http://r:1/anon");
@@ -580,6 +603,8 @@ mod tests {
         assert!(err("--bogus").contains("--bogus"));
         assert!(err("--size 12").contains("WIDTHxHEIGHT"));
         assert!(err("--listen nowhere").contains("--listen"));
+        assert!(err("--duration inf").contains("takes a number of seconds"));
+        assert!(err("serve --share-max-group=-1").contains("takes a number of seconds"));
         assert!(
             err("ladder --broadcast live").contains(
                 "options go before the preset's name: moq-gateway --broadcast live ladder"

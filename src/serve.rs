@@ -34,6 +34,7 @@ use warp::Filter;
 use warp::http::{Method, Response, StatusCode};
 
 use crate::auth::{self, Access, Action, Denied};
+use crate::group_length::GroupLength;
 use crate::metrics::{self, Direction, Metrics};
 use crate::presets::{self, Video};
 use crate::sdp;
@@ -63,6 +64,12 @@ const MAX_CONNECTIONS: usize = 1000;
 /// SDP offers are a few kilobytes; refuse anything absurd before reading it.
 const MAX_OFFER: u64 = 256 * 1024;
 
+/// A viewer joining a shared egress of a broadcast from elsewhere waits
+/// for the next group, at most this long: the 2 s GOP common in live
+/// streaming (and moq's own publishers) qualifies, a browser publisher
+/// that sends keyframes only when asked does not.
+pub const DEFAULT_SHARE_MAX_GROUP: Duration = Duration::from_secs(2);
+
 const PAGE: &str = include_str!("serve.html");
 
 /// What the serve mode needs to know.
@@ -86,10 +93,14 @@ pub struct Options {
     pub access: Option<Access>,
     /// HTTPS on the listener (plain HTTP then only from loopback).
     pub tls: Option<Tls>,
-    /// Viewers of a broadcast published here share one egress pipeline
-    /// (one MoQ subscription) where nothing differs between them; off,
-    /// each viewer gets a pipeline of its own.
+    /// Viewers of a broadcast share one egress pipeline (one MoQ
+    /// subscription) where nothing differs between them; off, each viewer
+    /// gets a pipeline of its own.
     pub share_egress: bool,
+    /// Viewers of a broadcast published elsewhere share an egress only
+    /// while its groups last at most this long: a joining viewer waits for
+    /// the next keyframe. Zero: only broadcasts published here are shared.
+    pub share_max_group: Duration,
 }
 
 impl Options {
@@ -105,6 +116,7 @@ impl Options {
             access: None,
             tls: None,
             share_egress: true,
+            share_max_group: DEFAULT_SHARE_MAX_GROUP,
         }
     }
 }
@@ -504,18 +516,26 @@ fn with_cors(mut builder: warp::http::response::Builder) -> warp::http::response
 }
 
 /// A viewer's egress of `broadcast` that others may join, with its
-/// `Share` accepted, when the broadcast's publisher is on this gateway.
+/// `Share` accepted: when the broadcast's publisher is on this gateway
+/// (where a joining viewer's keyframe is asked for), or when the
+/// broadcast's groups last at most `max_group` (a joining viewer waits
+/// for the next one).
 fn shared_base(
     sessions: &HashMap<String, Arc<Session>>,
     broadcast: &str,
+    max_group: Duration,
     accept: impl Fn(Share) -> bool,
 ) -> Option<Arc<Session>> {
     let published_here = sessions
         .values()
         .any(|s| s.kind == Kind::Ingest && s.broadcast == broadcast);
-    if !published_here {
-        return None;
-    }
+    let keyframe_soon = |session: &Session| {
+        published_here
+            || session
+                .keyframes
+                .as_ref()
+                .is_some_and(|k| k.egress.groups_within(max_group))
+    };
     sessions
         .values()
         .find(|s| {
@@ -523,6 +543,7 @@ fn shared_base(
                 && s.broadcast == broadcast
                 && accept(*s.shareable.borrow())
                 && !s.ending.load(Ordering::SeqCst)
+                && keyframe_soon(s)
         })
         .cloned()
 }
@@ -641,9 +662,10 @@ impl Gateway {
             Ok(request) => request,
             Err((status, text)) => return text_reply(status, text),
         };
-        if let Err(denied) = self.admit(kind, &broadcast, token).await {
-            return denied_reply(denied);
-        }
+        let expires = match self.admit(kind, &broadcast, token).await {
+            Ok(expires) => expires,
+            Err(denied) => return denied_reply(denied),
+        };
         // A viewer's largest picture and link, for broadcasts with
         // renditions.
         let wants = match Wants::from_query(query) {
@@ -668,7 +690,29 @@ impl Gateway {
         };
         let reply = self.answer(&session, offer).await;
         self.answered(&session, reply.status());
+        if let Some(expires) = expires {
+            self.end_at(&session, expires);
+        }
         reply
+    }
+
+    /// Ends `session` when the token it was admitted with runs out, as the
+    /// relay ends a MoQ session then.
+    fn end_at(self: &Arc<Self>, session: &Session, expires: SystemTime) {
+        let wait = expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let gateway = Arc::downgrade(self);
+        let id = session.id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(gateway) = gateway.upgrade()
+                && gateway.end(&id)
+            {
+                eprintln!("session {id}: its token expired");
+                gateway.metrics.error("token_expired");
+            }
+        });
     }
 
     /// After a session's offer was answered with `status`: a session whose
@@ -701,10 +745,16 @@ impl Gateway {
     }
 
     /// Whether the caller's token (or none) lets it publish (WHIP) or
-    /// watch (WHEP) `broadcast`; everyone may without access rules.
-    async fn admit(&self, kind: Kind, broadcast: &str, token: Option<&str>) -> Result<(), Denied> {
+    /// watch (WHEP) `broadcast`, and until when; everyone may without
+    /// access rules.
+    async fn admit(
+        &self,
+        kind: Kind,
+        broadcast: &str,
+        token: Option<&str>,
+    ) -> Result<Option<SystemTime>, Denied> {
         let Some(access) = &self.opts.access else {
-            return Ok(());
+            return Ok(None);
         };
         let action = match kind {
             Kind::Ingest => Action::Publish,
@@ -942,10 +992,12 @@ impl Gateway {
     /// more consumer of its whepserversink, over the same moqsrc (one MoQ
     /// subscription and one pipeline for all of them). Only when nothing
     /// differs between them: the broadcast has one rendition and neither
-    /// asked for limits (`Share`), and its publisher is on this gateway,
-    /// where a joining viewer's keyframe request goes (a moqsrc rejoining
-    /// for one would re-send the group to every viewer). A viewer arriving
-    /// while such an egress is being made waits for it.
+    /// asked for limits (`Share`). And only when the joining viewer's first
+    /// keyframe comes soon: its publisher is on this gateway, where the
+    /// request goes, or its groups are short (`share_max_group`), and the
+    /// viewer waits for the next one (a moqsrc rejoining for a keyframe
+    /// would re-send the group to every viewer). A viewer arriving while
+    /// such an egress is being made waits for it.
     async fn join_shared(
         self: &Arc<Self>,
         broadcast: &str,
@@ -956,7 +1008,9 @@ impl Gateway {
         }
         let mut share = {
             let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            match shared_base(&sessions, broadcast, |share| share != Share::No) {
+            match shared_base(&sessions, broadcast, self.opts.share_max_group, |share| {
+                share != Share::No
+            }) {
                 Some(base) => base.shareable.subscribe(),
                 None => return Ok(None),
             }
@@ -972,18 +1026,15 @@ impl Gateway {
             return Ok(None);
         }
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(base) = shared_base(&sessions, broadcast, |share| share == Share::Yes) else {
+        let Some(base) = shared_base(&sessions, broadcast, self.opts.share_max_group, |share| {
+            share == Share::Yes
+        }) else {
             return Ok(None);
         };
         let Some(theirs) = base.keyframes.clone() else {
             return Ok(None);
         };
-        let keyframes = Keyframes::new(
-            self,
-            broadcast,
-            theirs.moqsrc.clone(),
-            theirs.shared.clone(),
-        );
+        let keyframes = Keyframes::new(self, broadcast, theirs.egress.clone());
         let session = Session::viewer(
             new_id(),
             &base.pipeline,
@@ -992,7 +1043,7 @@ impl Gateway {
             Share::Yes,
         );
         self.room(&sessions)?;
-        keyframes.shared.store(true, Ordering::SeqCst);
+        keyframes.egress.share();
         sessions.insert(session.id.clone(), session.clone());
         Ok(Some(session))
     }
@@ -1094,8 +1145,15 @@ impl Gateway {
         let pipeline = gst::Pipeline::with_name(&format!("whep-{id}"));
         crate::webrtcbin::without_upnp(pipeline.upcast_ref());
         let src = egress_source(&self.opts.relay, broadcast, wants)?;
-        // The viewer's own token: it watches with no more than it was granted.
-        src.set_property("auth-token", token);
+        // A token of the gateway's for this broadcast alone, which other
+        // viewers' sessions may outlast (see `end_at` for this viewer's),
+        // or else the viewer's own: never more than it was granted.
+        let own = self
+            .opts
+            .access
+            .as_ref()
+            .and_then(|access| access.egress_token(&self.relay_path, broadcast));
+        src.set_property("auth-token", own.as_deref().or(token));
         let link = Arc::new(ViewerLink::new(
             format!("session {id} ({broadcast})"),
             &src,
@@ -1109,7 +1167,7 @@ impl Gateway {
         pipeline.add_many([&src, &sink])?;
         crate::trace::egress(&sink, broadcast);
         let name = broadcast.to_owned();
-        let keyframes = Keyframes::new(self, broadcast, src.downgrade(), Arc::default());
+        let keyframes = Keyframes::new(self, broadcast, Egress::new(&src));
         let share = if self.opts.share_egress && wants == Wants::default() {
             Share::Pending
         } else {
@@ -1686,40 +1744,91 @@ impl IngestPads {
     }
 }
 
+/// What the viewers on one egress pipeline share: its moqsrc, and whether
+/// and when they may be more than one.
+struct Egress {
+    /// Told to rejoin for keyframes when no publisher here can take the
+    /// requests and one viewer is on it.
+    moqsrc: glib::WeakRef<gst::Element>,
+    /// Set once a second viewer joins: whepserversink's requests (one
+    /// probe for all its consumers) then pass whoever's connection is up,
+    /// and moqsrc no longer rejoins (that would re-send the group to all).
+    shared: AtomicBool,
+    /// The broadcast's groups as received here, by which a viewer may join
+    /// when the publisher is elsewhere (see `join_shared`).
+    groups: Mutex<GroupLength>,
+}
+
+impl Egress {
+    fn new(moqsrc: &gst::Element) -> Arc<Self> {
+        Arc::new(Self {
+            moqsrc: moqsrc.downgrade(),
+            shared: AtomicBool::new(false),
+            groups: Mutex::default(),
+        })
+    }
+
+    /// A viewer joins: from now on its keyframe comes with the next group
+    /// when the publisher is elsewhere.
+    fn share(&self) {
+        self.shared.store(true, Ordering::SeqCst);
+        if let Some(moqsrc) = self.moqsrc.upgrade() {
+            moqsrc.set_property("rejoin-for-keyframes", false);
+        }
+    }
+
+    /// Whether a viewer joining now would wait at most `limit` for a
+    /// keyframe of the broadcast's own.
+    fn groups_within(&self, limit: Duration) -> bool {
+        let limit = gst::ClockTime::try_from(limit).unwrap_or(gst::ClockTime::ZERO);
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .within(limit)
+    }
+
+    /// Follows the group lengths of the video moqsrc gives on `pad`.
+    fn measure_groups(self: &Arc<Self>, pad: &gst::Pad) {
+        let egress = Arc::downgrade(self);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let (Some(buffer), Some(egress)) = (info.buffer(), egress.upgrade()) {
+                egress
+                    .groups
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .observe(
+                        buffer.pts(),
+                        !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                    );
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
 /// Where a viewer's keyframe requests go, once its connection is up: to the
 /// broadcast's WHIP publisher when it publishes here, else to the viewer's
 /// moqsrc, which has the relay re-send its current group from the keyframe
 /// (`rejoin-for-keyframes`): a publisher elsewhere (another gateway, the moq
 /// CLI, a browser on @moq/publish) may send its next keyframe in seconds, or
-/// only when asked.
+/// only when asked. Not so when viewers share the egress: then a viewer of
+/// a broadcast from elsewhere waits for the next group.
 struct Keyframes {
     gateway: Weak<Gateway>,
     broadcast: String,
     /// The viewer's WebRTC connection came up (ICE and DTLS done); also
     /// read by the never-connected watchdog.
     connected: AtomicBool,
-    /// The viewer's moqsrc, told to rejoin for keyframes when no publisher
-    /// here can take the requests.
-    moqsrc: glib::WeakRef<gst::Element>,
-    /// Set once a second viewer shares the egress: whepserversink's
-    /// requests (one probe for all its consumers) then pass whoever's
-    /// connection is up.
-    shared: Arc<AtomicBool>,
+    egress: Arc<Egress>,
 }
 
 impl Keyframes {
-    fn new(
-        gateway: &Arc<Gateway>,
-        broadcast: &str,
-        moqsrc: glib::WeakRef<gst::Element>,
-        shared: Arc<AtomicBool>,
-    ) -> Arc<Self> {
+    fn new(gateway: &Arc<Gateway>, broadcast: &str, egress: Arc<Egress>) -> Arc<Self> {
         Arc::new(Self {
             gateway: Arc::downgrade(gateway),
             broadcast: broadcast.to_owned(),
             connected: AtomicBool::new(false),
-            moqsrc,
-            shared,
+            egress,
         })
     }
 
@@ -1728,10 +1837,11 @@ impl Keyframes {
     fn viewer_connected(&self) {
         if !self.connected.swap(true, Ordering::SeqCst)
             && !self.request()
-            && let Some(moqsrc) = self.moqsrc.upgrade()
+            && !self.egress.shared.load(Ordering::SeqCst)
+            && let Some(moqsrc) = self.egress.moqsrc.upgrade()
         {
             // whepserversink asks again for every frame it drops while it
-            // waits: those requests now reach the relay. One viewer per
+            // waits: those requests now reach the relay. One viewer on the
             // egress, so the re-sent frames reach only the one waiting.
             moqsrc.set_property("rejoin-for-keyframes", true);
         }
@@ -1743,7 +1853,7 @@ impl Keyframes {
     /// would make that one wait, as the publisher's RTCP allows one early
     /// feedback packet per regular report interval.
     fn viewer_asked(&self) {
-        if self.connected.load(Ordering::SeqCst) || self.shared.load(Ordering::SeqCst) {
+        if self.connected.load(Ordering::SeqCst) || self.egress.shared.load(Ordering::SeqCst) {
             self.request();
         }
     }
@@ -1788,6 +1898,7 @@ fn link_egress(
             .link(&target)?;
         shape.sync_state_with_parent()?;
         crate::trace::probe(pad, broadcast, crate::trace::Stage::MoqSrc);
+        keyframes.egress.measure_groups(pad);
         crate::trace::probe(&target, broadcast, crate::trace::Stage::WhepSink);
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if let Some(event) = info.event()

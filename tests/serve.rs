@@ -185,7 +185,13 @@ fn whep_viewer_of_a_broadcast_with_rare_keyframes() {
     wait_for_frames(&counts, 1, Duration::from_secs(15), &[&publisher, &viewer]);
     eprintln!("first decoded frame {:?} after joining", joined.elapsed());
     wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &viewer]);
+    // A second viewer could not share the first one's egress: the next
+    // keyframe is 100 s away. It gets its own, and its own rejoin.
+    let (second, second_counts) = whep_viewer(&server, &broadcast);
+    wait_for_frames(&second_counts, WANT, TIMEOUT, &[&publisher, &second]);
+    assert_eq!(server.egress_pipelines(), 2, "{:?}", server.sessions());
     assert_eq!(server.keyframe_requests(), 0, "a publisher here was asked");
+    drop((second, viewer, publisher));
 }
 
 /// A viewer of a broadcast with renditions (the `ladder` preset) asking for
@@ -307,36 +313,15 @@ fn moq_subscriber_at(url: &str, broadcast: &str, token: Option<&str>) -> (Runnin
 /// public path needs no token anywhere.
 #[test]
 fn tokens_decide_who_publishes_and_watches() {
-    use moq_gateway::auth::Access;
-    use moq_gateway::relay::EmbeddedRelay;
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    LazyLock::force(&RELAY);
-    let dir = std::env::temp_dir().join(unique("gateway-auth"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_file = dir.join("key.jwk");
-    let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
-    key.to_file(&key_file).unwrap();
-    let access = Access::new(Some(key_file), vec!["anon/open/**".parse().unwrap()]).unwrap();
-    let relay = EmbeddedRelay::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        access.clone(),
-        Default::default(),
-    )
-    .unwrap();
-    let server = Server::start(Options {
-        access: Some(access),
-        ..Options::new("127.0.0.1:0".parse().unwrap(), relay.url())
-    })
-    .expect("the serve mode starts");
+    let Secured {
+        relay,
+        server,
+        dir,
+        key,
+    } = Secured::start();
     let broadcast = unique("secret");
-    let sign = |publish: &[&str], subscribe: &[&str]| {
-        let claims = moq_auth::Claims::default()
-            .with_root("anon")
-            .with_publish(publish.iter().map(|p| p.parse().unwrap()))
-            .with_subscribe(subscribe.iter().map(|p| p.parse().unwrap()))
-            .with_expires(std::time::SystemTime::now() + Duration::from_secs(3600));
-        key.sign(&claims).unwrap()
-    };
+    let sign = |publish: &[&str], subscribe: &[&str]| key.sign(publish, subscribe, HOUR);
     let publishes = sign(&[&broadcast], &[]);
     let watches = sign(&[], &[&broadcast]);
 
@@ -468,10 +453,141 @@ fn tokens_decide_who_publishes_and_watches() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// An embedded relay and a gateway that check tokens signed with `key`
+/// (`anon/open/**` public), in `dir`.
+struct Secured {
+    relay: moq_gateway::relay::EmbeddedRelay,
+    server: Server,
+    dir: std::path::PathBuf,
+    key: SigningKey,
+}
+
+/// Signs tokens rooted at `anon`, as a publisher or viewer gets them.
+struct SigningKey(moq_auth::Key);
+
+impl SigningKey {
+    fn sign(&self, publish: &[&str], subscribe: &[&str], valid: Duration) -> String {
+        let claims = moq_auth::Claims::default()
+            .with_root("anon")
+            .with_publish(publish.iter().map(|p| p.parse().unwrap()))
+            .with_subscribe(subscribe.iter().map(|p| p.parse().unwrap()))
+            .with_expires(std::time::SystemTime::now() + valid);
+        self.0.sign(&claims).unwrap()
+    }
+}
+
+impl Secured {
+    fn start() -> Secured {
+        use moq_gateway::auth::Access;
+        use moq_gateway::relay::EmbeddedRelay;
+        LazyLock::force(&RELAY);
+        let dir = std::env::temp_dir().join(unique("gateway-auth"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("key.jwk");
+        let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
+        key.to_file(&key_file).unwrap();
+        let access = Access::new(Some(key_file), vec!["anon/open/**".parse().unwrap()]).unwrap();
+        let relay = EmbeddedRelay::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            access.clone(),
+            Default::default(),
+        )
+        .unwrap();
+        let server = Server::start(Options {
+            access: Some(access),
+            ..Options::new("127.0.0.1:0".parse().unwrap(), relay.url())
+        })
+        .expect("the serve mode starts");
+        Secured {
+            relay,
+            server,
+            dir,
+            key: SigningKey(key),
+        }
+    }
+}
+
+/// A viewer's session ends when its token runs out, as a MoQ session at
+/// the relay does, and only its own: the viewers share the egress the
+/// first one made, which dials the relay with the gateway's own token for
+/// the broadcast (with the first viewer's, the relay would end it for
+/// both), so the other viewer plays on.
+#[test]
+fn a_token_that_runs_out_ends_its_own_session() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Secured {
+        relay: _relay,
+        server,
+        dir,
+        key,
+    } = Secured::start();
+    let broadcast = unique("expiring");
+    let publisher = whip_publisher_with(
+        &server,
+        &broadcast,
+        Video::Vp8,
+        &format!(
+            "signaller::auth-token={}",
+            key.sign(&[&broadcast], &[], HOUR)
+        ),
+    );
+    let viewer_with = |valid: Duration| {
+        whep_viewer_with(
+            &server,
+            &broadcast,
+            &format!(
+                "signaller::auth-token={}",
+                key.sign(&[], &[&broadcast], valid)
+            ),
+        )
+    };
+    // The first viewer, who makes the egress, has the token that runs out.
+    let short = Duration::from_secs(10);
+    let signed = Instant::now();
+    let (leaving, leaving_counts) = viewer_with(short);
+    wait_for_frames(&leaving_counts, WANT, TIMEOUT, &[&publisher, &leaving]);
+    let (staying, staying_counts) = viewer_with(HOUR);
+    wait_for_frames(&staying_counts, WANT, TIMEOUT, &[&publisher, &staying]);
+    assert_eq!(server.egress_pipelines(), 1, "{:?}", server.sessions());
+    let whep_sessions = || {
+        server
+            .sessions()
+            .iter()
+            .filter(|(k, _)| *k == "whep")
+            .count()
+    };
+    assert_eq!(whep_sessions(), 2);
+    wait::until("the expired viewer's session to end", TIMEOUT, || {
+        whep_sessions() == 1
+    });
+    // Seconds are what a JWT's exp holds.
+    assert!(signed.elapsed() + Duration::from_secs(1) >= short);
+    let before = staying_counts
+        .video
+        .load(std::sync::atomic::Ordering::Relaxed);
+    wait_for_frames(
+        &staying_counts,
+        before + 2 * WANT,
+        TIMEOUT,
+        &[&publisher, &staying],
+    );
+    let (_, _, text) = http(server.addr(), "GET", "/metrics", "");
+    assert!(
+        text.lines()
+            .any(|l| l == "moq_gateway_errors_total{cause=\"token_expired\"} 1"),
+        "{text}"
+    );
+    drop((leaving, staying, publisher));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Two gateways, each with its own embedded relay, B's relay a moq-relay
 /// cluster peer of A's: WHIP into A plays on B over WHEP and over MoQ. A
 /// restarted (its relay gone and back on the same port), B's MoQ subscriber
-/// and WHEP viewer of a broadcast published into A resume by themselves.
+/// and WHEP viewers of a broadcast published into A resume by themselves.
+/// Those viewers share one egress on B: the broadcast's groups are short.
 #[test]
 fn gateways_in_a_cluster_share_broadcasts() {
     use moq_gateway::auth::Access;
@@ -518,7 +634,18 @@ fn gateways_in_a_cluster_share_broadcasts() {
     let (subscriber, counts) = moq_subscriber_at(&relay_b.url(), &broadcast, None);
     wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
     let (viewer, whep_counts) = whep_viewer(&server_b, &broadcast);
-    wait_for_frames(&whep_counts, WANT, TIMEOUT, &[&publisher, &viewer]);
+    wait_for_frames(&whep_counts, 2 * WANT, TIMEOUT, &[&publisher, &viewer]);
+    // Its groups last a second (keyframe-max-dist=30): once B has seen
+    // one, a second viewer joins the first one's egress and waits for
+    // the next keyframe.
+    let (second, second_counts) = whep_viewer(&server_b, &broadcast);
+    let joined = Instant::now();
+    wait_for_frames(&second_counts, 1, TIMEOUT, &[&publisher, &second]);
+    eprintln!(
+        "the second viewer's first frame {:?} after joining",
+        joined.elapsed()
+    );
+    assert_eq!(server_b.egress_pipelines(), 1, "{:?}", server_b.sessions());
     drop(relay_a);
     let restarted = Instant::now();
     let relay_a = EmbeddedRelay::start(a_addr).expect("A restarts on its port");
@@ -534,13 +661,15 @@ fn gateways_in_a_cluster_share_broadcasts() {
         "B's subscriber resumed {:?} after A restarted",
         restarted.elapsed()
     );
-    let before = whep_counts.video.load(std::sync::atomic::Ordering::Relaxed);
-    wait_for_frames(
-        &whep_counts,
-        before + 2 * WANT,
-        Duration::from_secs(30),
-        &[&publisher, &viewer],
-    );
+    for (counts, viewer) in [(&whep_counts, &viewer), (&second_counts, &second)] {
+        let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
+        wait_for_frames(
+            counts,
+            before + 2 * WANT,
+            Duration::from_secs(30),
+            &[&publisher, viewer],
+        );
+    }
     // The publisher did lose A and publish into the new one.
     let stats = publisher
         .pipeline
@@ -548,7 +677,9 @@ fn gateways_in_a_cluster_share_broadcasts() {
         .unwrap()
         .property::<gst::Structure>("stats");
     assert!(stats.get::<u64>("reconnects").unwrap() >= 1, "{stats}");
-    drop((viewer, subscriber, publisher, relay_a, server_b, relay_b));
+    drop((
+        second, viewer, subscriber, publisher, relay_a, server_b, relay_b,
+    ));
 }
 
 /// A cluster whose relays check tokens: B dials A with its cluster token
