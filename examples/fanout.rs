@@ -10,7 +10,10 @@
 //!
 //! Every part is a process of its own, as a user runs it: a MoQ relay
 //! (`moq-gateway relay`), a publisher into it (moqsink: 640x360 at 30 fps,
-//! x264enc 800 kbit/s with a keyframe every 2 s, Opus), the egress
+//! VP8 800 kbit/s with a keyframe every 2 s, Opus; not H.264, as
+//! whepserversink on its own fails the codec discovery for
+//! whepclientsrc's offer of several H.264 profiles, which serve mode
+//! narrows to the stream's own), the egress
 //! (`moq-gateway` running the pipeline below, each design's whepserversink
 //! answering WHEP on its own port), and this process with the viewers
 //! (whepclientsrc, encoded frames counted, not decoded). For each step the
@@ -25,16 +28,19 @@ mod bench;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{AUDIO, Proc, VIDEO, Viewer};
+use bench::{AUDIO, Proc, Viewer};
 
 const USAGE: &str = "usage: fanout [--gateway PATH] [--steps N,N,...] [--seconds S]";
 
-/// moqsrc's H.264 as WebRTC carries it, and its Opus as it is.
+/// The publisher's encoders.
+const VP8: &str = "videotestsrc is-live=true pattern=ball \
+    ! video/x-raw,width=640,height=360,framerate=30/1 \
+    ! vp8enc deadline=1 target-bitrate=800000 keyframe-max-dist=60";
+/// moqsrc's VP8 and Opus (parsed, as webrtcsink's discovery wants it).
 const SOURCE: &str = "moqsrc name=moq url={relay} broadcast=live \
-    moq.video_0 ! queue ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! {video} \
-    moq.audio_0 ! queue ! {audio}";
+    moq.video_0 ! queue ! {video} moq.audio_0 ! queue ! opusparse ! {audio}";
 const SINK: &str = "whepserversink name={name} stun-server=\"\" congestion-control=disabled \
-    video-caps=video/x-h264 audio-caps=audio/x-opus signaller::host-addr=http://127.0.0.1:{port}";
+    video-caps=video/x-vp8 audio-caps=audio/x-opus signaller::host-addr=http://127.0.0.1:{port}";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Design {
@@ -92,11 +98,17 @@ impl Design {
     }
 }
 
-/// The egress process; it answers once every whepserversink is listening
-/// (webrtcsink opens its server after its codec discovery).
-fn egress(gateway: &std::path::Path, description: &str, endpoints: &[String]) -> Proc {
+/// How long an egress may take to come up: each whepserversink runs its
+/// codec discovery before it opens its port.
+const START: Duration = Duration::from_secs(60);
+
+/// The egress process, once every whepserversink is listening (webrtcsink
+/// opens its server after its codec discovery); `None` if one was not
+/// within `START`.
+fn egress(gateway: &std::path::Path, description: &str, endpoints: &[String]) -> Option<Proc> {
     let words: Vec<&str> = description.split_whitespace().collect();
     let process = Proc::spawn(gateway, &words);
+    let started = std::time::Instant::now();
     for endpoint in endpoints {
         let port = endpoint
             .trim_start_matches("http://127.0.0.1:")
@@ -104,9 +116,11 @@ fn egress(gateway: &std::path::Path, description: &str, endpoints: &[String]) ->
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port");
-        bench::wait_listening(port);
+        if !bench::listening(port, START.saturating_sub(started.elapsed())) {
+            return None;
+        }
     }
-    process
+    Some(process)
 }
 
 struct Args {
@@ -142,21 +156,20 @@ fn main() {
     let relay = format!("http://{relay_addr}/anon");
     let _relay = Proc::spawn(&args.gateway, &["relay", "--listen", &relay_addr]);
     bench::wait_listening(relay_port);
-    let publish = format!(
-        "{VIDEO} ! m.video_0 {AUDIO} ! m.audio_0 moqsink name=m url={relay} broadcast=live"
-    );
+    let publish =
+        format!("{VP8} ! m.video_0 {AUDIO} ! m.audio_0 moqsink name=m url={relay} broadcast=live");
     let words: Vec<&str> = publish.split_whitespace().collect();
     let _publisher = Proc::spawn(&args.gateway, &words);
     let window = Duration::from_secs(args.seconds);
 
     // The common ground: moqsrc and one whepserversink, no viewer.
     let (description, endpoints) = Design::Consumers.describe(&relay, 1);
-    let idle = egress(&args.gateway, &description, &endpoints);
+    let idle = egress(&args.gateway, &description, &endpoints).expect("the egress comes up");
     std::thread::sleep(Duration::from_secs(2));
     let base = bench::cpu_share(idle.pid(), window);
     drop(idle);
     println!(
-        "one 640x360 30 fps H.264 broadcast published into a relay, its egress started afresh per step"
+        "one 640x360 30 fps VP8 broadcast published into a relay, its egress started afresh per step"
     );
     println!(
         "egress CPU with one whepserversink and no viewer: {:.1}% of a core; per viewer is what each adds",
@@ -167,11 +180,14 @@ fn main() {
         println!("{}", bench::HEADER);
         for &n in &args.steps {
             let (description, endpoints) = design.describe(&relay, n);
-            let process = egress(&args.gateway, &description, &endpoints);
+            let Some(process) = egress(&args.gateway, &description, &endpoints) else {
+                println!("{n:>7}  the egress's whepserversinks were not all up within {START:?}");
+                break;
+            };
             let viewers: Vec<Viewer> = endpoints
                 .iter()
                 .map(|endpoint| {
-                    let viewer = Viewer::start(endpoint);
+                    let viewer = Viewer::start(endpoint, "video/x-vp8");
                     std::thread::sleep(Duration::from_millis(20));
                     viewer
                 })

@@ -34,7 +34,14 @@ mod bench;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bench::{AUDIO, Proc, VIDEO, Viewer};
+use bench::{AUDIO, Proc, Viewer};
+
+/// The publisher's video: 640x360 at 30 fps, H.264 800 kbit/s with a
+/// keyframe every 2 s.
+const VIDEO: &str = "videotestsrc is-live=true pattern=ball \
+    ! video/x-raw,width=640,height=360,framerate=30/1 \
+    ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=800 key-int-max=60 \
+    ! video/x-h264,profile=constrained-baseline";
 
 const USAGE: &str =
     "usage: viewers [--gateway PATH] [--per-viewer] [--remote] [--steps N,N,...] [--seconds S]";
@@ -158,7 +165,7 @@ fn main() {
     for &step in &args.steps {
         let joined = viewers.len();
         while viewers.len() < step {
-            viewers.push(Viewer::start(&whep));
+            viewers.push(Viewer::start(&whep, "video/x-h264,alignment=au"));
             // As viewers arrive, not all in the same millisecond.
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -64,9 +64,9 @@ impl GroupLength {
     }
 
     /// Whether a viewer joining now waits at most `limit` for a keyframe,
-    /// as far as the groups so far tell.
-    pub fn within(&self, limit: ClockTime) -> bool {
-        self.longest().is_some_and(|longest| longest <= limit)
+    /// as far as the groups so far tell; `None` before a group has closed.
+    pub fn within(&self, limit: ClockTime) -> Option<bool> {
+        self.longest().map(|longest| longest <= limit)
     }
 }
 
@@ -93,7 +93,7 @@ mod tests {
         groups.observe(ms(100), false);
         feed(&mut groups, 1000, 1900, 1000);
         assert_eq!(groups.longest(), None);
-        assert!(!groups.within(ClockTime::from_seconds(10)));
+        assert_eq!(groups.within(ClockTime::from_seconds(10)), None);
         groups.observe(ms(2000), true);
         assert_eq!(groups.longest(), ms(1000));
     }
@@ -103,21 +103,21 @@ mod tests {
         let mut groups = GroupLength::default();
         feed(&mut groups, 0, 10_000, 2000);
         assert_eq!(groups.longest(), ms(2000));
-        assert!(groups.within(ClockTime::from_seconds(2)));
-        assert!(!groups.within(ClockTime::from_mseconds(1900)));
+        assert_eq!(groups.within(ClockTime::from_seconds(2)), Some(true));
+        assert_eq!(groups.within(ClockTime::from_mseconds(1900)), Some(false));
     }
 
     #[test]
     fn a_group_that_goes_on_counts_as_it_grows() {
         let mut groups = GroupLength::default();
         feed(&mut groups, 0, 4000, 1000);
-        assert!(groups.within(ClockTime::from_seconds(1)));
+        assert_eq!(groups.within(ClockTime::from_seconds(1)), Some(true));
         // The publisher stops sending keyframes.
         for t in (4000..7000).step_by(100) {
             groups.observe(ms(t), t == 4000);
         }
         assert_eq!(groups.longest(), ms(2900));
-        assert!(!groups.within(ClockTime::from_seconds(2)));
+        assert_eq!(groups.within(ClockTime::from_seconds(2)), Some(false));
     }
 
     #[test]

@@ -515,35 +515,37 @@ fn with_cors(mut builder: warp::http::response::Builder) -> warp::http::response
     builder
 }
 
-/// A viewer's egress of `broadcast` that others may join, with its
-/// `Share` accepted: when the broadcast's publisher is on this gateway
-/// (where a joining viewer's keyframe is asked for), or when the
-/// broadcast's groups last at most `max_group` (a joining viewer waits
-/// for the next one).
+/// A viewer's egress of `broadcast` that others may join, whose `Share`
+/// and keyframe verdict `accept` takes. The verdict: whether a viewer
+/// joining gets its first keyframe soon, at once from the broadcast's
+/// publisher when it is on this gateway, or with the next group when the
+/// broadcast's groups last at most `max_group`; `None` while the egress has
+/// not seen a whole group.
 fn shared_base(
     sessions: &HashMap<String, Arc<Session>>,
     broadcast: &str,
     max_group: Duration,
-    accept: impl Fn(Share) -> bool,
+    accept: impl Fn(Share, Option<bool>) -> bool,
 ) -> Option<Arc<Session>> {
     let published_here = sessions
         .values()
         .any(|s| s.kind == Kind::Ingest && s.broadcast == broadcast);
     let keyframe_soon = |session: &Session| {
-        published_here
-            || session
-                .keyframes
-                .as_ref()
-                .is_some_and(|k| k.egress.groups_within(max_group))
+        if published_here {
+            return Some(true);
+        }
+        session
+            .keyframes
+            .as_ref()
+            .and_then(|k| k.egress.groups_within(max_group))
     };
     sessions
         .values()
         .find(|s| {
             s.kind == Kind::Egress
                 && s.broadcast == broadcast
-                && accept(*s.shareable.borrow())
                 && !s.ending.load(Ordering::SeqCst)
-                && keyframe_soon(s)
+                && accept(*s.shareable.borrow(), keyframe_soon(s))
         })
         .cloned()
 }
@@ -997,7 +999,9 @@ impl Gateway {
     /// request goes, or its groups are short (`share_max_group`), and the
     /// viewer waits for the next one (a moqsrc rejoining for a keyframe
     /// would re-send the group to every viewer). A viewer arriving while
-    /// such an egress is being made waits for it.
+    /// such an egress is being made waits for it, and for its first whole
+    /// group when the publisher is elsewhere (a burst of viewers at a
+    /// broadcast's start is when sharing matters most).
     async fn join_shared(
         self: &Arc<Self>,
         broadcast: &str,
@@ -1006,14 +1010,13 @@ impl Gateway {
         if !self.opts.share_egress || wants != Wants::default() {
             return Ok(None);
         }
-        let mut share = {
+        let base = |accept: &dyn Fn(Share, Option<bool>) -> bool| {
             let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            match shared_base(&sessions, broadcast, self.opts.share_max_group, |share| {
-                share != Share::No
-            }) {
-                Some(base) => base.shareable.subscribe(),
-                None => return Ok(None),
-            }
+            shared_base(&sessions, broadcast, self.opts.share_max_group, accept)
+        };
+        let mut share = match base(&|share, soon| share != Share::No && soon != Some(false)) {
+            Some(base) => base.shareable.subscribe(),
+            None => return Ok(None),
         };
         // Bounded by the base's own wait for its streams; a base that
         // ends drops its sender, which reads as No.
@@ -1025,10 +1028,20 @@ impl Gateway {
         if verdict != Share::Yes {
             return Ok(None);
         }
+        // A group is at most `share_max_group` long, or too long to share.
+        let known = tokio::time::Instant::now() + self.opts.share_max_group;
+        while base(&|share, soon| share == Share::Yes && soon.is_some()).is_none()
+            && tokio::time::Instant::now() < known
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(base) = shared_base(&sessions, broadcast, self.opts.share_max_group, |share| {
-            share == Share::Yes
-        }) else {
+        let Some(base) = shared_base(
+            &sessions,
+            broadcast,
+            self.opts.share_max_group,
+            |share, soon| share == Share::Yes && soon == Some(true),
+        ) else {
             return Ok(None);
         };
         let Some(theirs) = base.keyframes.clone() else {
@@ -1778,8 +1791,8 @@ impl Egress {
     }
 
     /// Whether a viewer joining now would wait at most `limit` for a
-    /// keyframe of the broadcast's own.
-    fn groups_within(&self, limit: Duration) -> bool {
+    /// keyframe of the broadcast's own; `None` before a whole group.
+    fn groups_within(&self, limit: Duration) -> Option<bool> {
         let limit = gst::ClockTime::try_from(limit).unwrap_or(gst::ClockTime::ZERO);
         self.groups
             .lock()
@@ -1789,9 +1802,11 @@ impl Egress {
 
     /// Follows the group lengths of the video moqsrc gives on `pad`.
     fn measure_groups(self: &Arc<Self>, pad: &gst::Pad) {
-        let egress = Arc::downgrade(self);
+        // Held by the probe: the pad goes with moqsrc, which `self` holds
+        // weakly only.
+        let egress = self.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let (Some(buffer), Some(egress)) = (info.buffer(), egress.upgrade()) {
+            if let Some(buffer) = info.buffer() {
                 egress
                     .groups
                     .lock()

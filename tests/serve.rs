@@ -194,6 +194,41 @@ fn whep_viewer_of_a_broadcast_with_rare_keyframes() {
     drop((second, viewer, publisher));
 }
 
+/// A broadcast published elsewhere (straight to the relay) with a keyframe
+/// a second: a burst of viewers shares one egress, the ones after the first
+/// waiting for its first whole group and then for the next keyframe.
+#[test]
+fn viewers_of_a_broadcast_from_elsewhere_share_while_its_groups_are_short() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server(Duration::from_secs(10));
+    let broadcast = unique("elsewhere");
+    let publisher = Running::start(
+        "publisher",
+        &format!(
+            "{raw} ! vp8enc deadline=1 keyframe-max-dist=30 ! moq.video_0 \
+             audiotestsrc is-live=true wave=ticks ! opusenc ! moq.audio_0 \
+             moqsink name=moq url={url} broadcast={broadcast}",
+            raw = raw_video(),
+            url = RELAY.url(),
+        ),
+    );
+    let (subscriber, counts) = moq_subscriber(&broadcast);
+    wait_for_frames(&counts, 5, TIMEOUT, &[&publisher, &subscriber]);
+    drop(subscriber);
+    let joined = Instant::now();
+    let viewers: Vec<(Running, Counts)> =
+        (0..3).map(|_| whep_viewer(&server, &broadcast)).collect();
+    for (viewer, counts) in &viewers {
+        wait_for_frames(counts, WANT, TIMEOUT, &[&publisher, viewer]);
+    }
+    eprintln!(
+        "three viewers played {:?} after they came",
+        joined.elapsed()
+    );
+    assert_eq!(server.egress_pipelines(), 1, "{:?}", server.sessions());
+    drop((viewers, publisher));
+}
+
 /// A viewer of a broadcast with renditions (the `ladder` preset) asking for
 /// at most 200 lines (`?max-height=200`) gets the 320x180 one.
 #[test]

@@ -66,10 +66,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    pub fn start(endpoint: &str) -> Viewer {
+    /// A viewer of `endpoint` taking video as `caps` (encoded).
+    pub fn start(endpoint: &str, caps: &str) -> Viewer {
         let description = format!(
             "whepclientsrc name=wc stun-server=\"\" signaller::whep-endpoint={endpoint} \
-             wc.video_0 ! video/x-h264,alignment=au ! appsink name=video sync=false async=false \
+             wc.video_0 ! {caps} ! appsink name=video sync=false async=false \
              wc.audio_0 ! audio/x-opus ! fakesink sync=false async=false"
         );
         let pipeline = moq_gateway::launch::build_from_str(&description)
@@ -129,15 +130,23 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-pub fn wait_listening(port: u16) {
+/// Whether something listens on `port` within `within`.
+pub fn listening(port: u16, within: Duration) -> bool {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing on port {port}"
-        );
+        if start.elapsed() > within {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
+}
+
+pub fn wait_listening(port: u16) {
+    assert!(
+        listening(port, Duration::from_secs(20)),
+        "nothing on port {port}"
+    );
 }
 
 /// The share of a core process `pid` used over `window`.
@@ -148,12 +157,7 @@ pub fn cpu_share(pid: u32, window: Duration) -> f64 {
     (cpu_time(pid) - before).as_secs_f64() / began.elapsed().as_secs_f64()
 }
 
-/// The encoders every publisher runs: 640x360 at 30 fps, H.264 800 kbit/s
-/// with a keyframe every 2 s, and Opus.
-pub const VIDEO: &str = "videotestsrc is-live=true pattern=ball \
-    ! video/x-raw,width=640,height=360,framerate=30/1 \
-    ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=800 key-int-max=60 \
-    ! video/x-h264,profile=constrained-baseline";
+/// The publishers' audio.
 pub const AUDIO: &str = "audiotestsrc is-live=true ! opusenc";
 
 /// What one step measured.
