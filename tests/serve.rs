@@ -202,16 +202,7 @@ fn viewers_of_a_broadcast_from_elsewhere_share_while_its_groups_are_short() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let server = server(Duration::from_secs(10));
     let broadcast = unique("elsewhere");
-    let publisher = Running::start(
-        "publisher",
-        &format!(
-            "{raw} ! vp8enc deadline=1 keyframe-max-dist=30 ! moq.video_0 \
-             audiotestsrc is-live=true wave=ticks ! opusenc ! moq.audio_0 \
-             moqsink name=moq url={url} broadcast={broadcast}",
-            raw = raw_video(),
-            url = RELAY.url(),
-        ),
-    );
+    let publisher = moq_publisher_at(&RELAY.url(), &broadcast, None);
     let (subscriber, counts) = moq_subscriber(&broadcast);
     wait_for_frames(&counts, 5, TIMEOUT, &[&publisher, &subscriber]);
     drop(subscriber);
@@ -323,6 +314,21 @@ fn sessions_past_the_most_are_refused() {
     let before = counts.video.load(std::sync::atomic::Ordering::Relaxed);
     wait_for_frames(&counts, before + 10, TIMEOUT, &[&publisher, &subscriber]);
     assert_eq!(server.sessions().len(), 1);
+}
+
+/// A MoQ publisher straight into the relay at `url` (VP8 with a keyframe a
+/// second, Opus), with a token or none.
+fn moq_publisher_at(url: &str, broadcast: &str, token: Option<&str>) -> Running {
+    let token = token.map(|t| format!("auth-token={t}")).unwrap_or_default();
+    Running::start(
+        "publisher",
+        &format!(
+            "{raw} ! vp8enc deadline=1 keyframe-max-dist=30 ! moq.video_0 \
+             audiotestsrc is-live=true wave=ticks ! opusenc ! moq.audio_0 \
+             moqsink name=moq url={url} broadcast={broadcast} {token}",
+            raw = raw_video(),
+        ),
+    )
 }
 
 /// moqsrc on `url` decoding `broadcast`, with a `auth-token` or none.
@@ -656,16 +662,7 @@ fn gateways_in_a_cluster_share_broadcasts() {
     // A MoQ publisher into A (which redials A when it comes back), watched
     // on B; then A goes away and comes back.
     let broadcast = unique("cluster-restart");
-    let publisher = Running::start(
-        "publisher",
-        &format!(
-            "{raw} ! vp8enc deadline=1 keyframe-max-dist=30 ! moq.video_0 \
-             audiotestsrc is-live=true wave=ticks ! opusenc ! moq.audio_0 \
-             moqsink name=moq url={url} broadcast={broadcast}",
-            raw = raw_video(),
-            url = relay_a.url(),
-        ),
-    );
+    let publisher = moq_publisher_at(&relay_a.url(), &broadcast, None);
     let (subscriber, counts) = moq_subscriber_at(&relay_b.url(), &broadcast, None);
     wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
     let (viewer, whep_counts) = whep_viewer(&server_b, &broadcast);
@@ -756,16 +753,7 @@ fn a_cluster_with_tokens() {
     .unwrap();
     let broadcast = unique("cluster-auth");
     let publishes = sign("anon", &broadcast, "nothing/**");
-    let publisher = Running::start(
-        "publisher",
-        &format!(
-            "{raw} ! vp8enc deadline=1 keyframe-max-dist=30 ! moq.video_0 \
-             audiotestsrc is-live=true wave=ticks ! opusenc ! moq.audio_0 \
-             moqsink name=moq url={url} broadcast={broadcast} auth-token={publishes}",
-            raw = raw_video(),
-            url = relay_a.url(),
-        ),
-    );
+    let publisher = moq_publisher_at(&relay_a.url(), &broadcast, Some(&publishes));
     let watches = sign("anon", "nothing/**", &broadcast);
     let (subscriber, counts) = moq_subscriber_at(&relay_b.url(), &broadcast, Some(&watches));
     wait_for_frames(&counts, WANT, TIMEOUT, &[&publisher, &subscriber]);
