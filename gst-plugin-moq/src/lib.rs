@@ -19,6 +19,7 @@ mod connection;
 mod log;
 mod moqsink;
 mod moqsrc;
+mod msf;
 mod runtime;
 mod stats;
 

@@ -12,7 +12,6 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -144,37 +143,7 @@ fn moqsrc_plays_a_moq_cli_import() {
     };
     init();
     let broadcast = unique_broadcast("from-cli");
-    let decoded: Arc<Mutex<[u64; 2]>> = Arc::default();
-
-    let pipeline = gst::Pipeline::new();
-    let src = moqsrc(&broadcast);
-    pipeline.add(&src).unwrap();
-    let weak = pipeline.downgrade();
-    let counts = decoded.clone();
-    src.connect_pad_added(move |_, pad| {
-        let Some(pipeline) = weak.upgrade() else {
-            return;
-        };
-        let index = usize::from(pad.name().starts_with("audio"));
-        let decode = gst::ElementFactory::make("decodebin3").build().unwrap();
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("signal-handoffs", true)
-            .build()
-            .unwrap();
-        let counts = counts.clone();
-        sink.connect("handoff", false, move |_| {
-            counts.lock().unwrap()[index] += 1;
-            None
-        });
-        pipeline.add_many([&decode, &sink]).unwrap();
-        let sink_pad = sink.static_pad("sink").unwrap();
-        decode.connect_pad_added(move |_, pad| {
-            let _ = pad.link(&sink_pad);
-        });
-        decode.sync_state_with_parent().unwrap();
-        sink.sync_state_with_parent().unwrap();
-        pad.link(&decode.static_pad("sink").unwrap()).unwrap();
-    });
+    let (pipeline, decoded) = decoding(moqsrc(&broadcast));
     pipeline.set_state(gst::State::Playing).unwrap();
 
     // Three seconds of 30 fps H.264 and Opus, paced in real time (-re).

@@ -9,6 +9,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::MoqSinkPad;
+use super::catalogs;
 use super::track::{Configured, Output, Refused, Report, Track, WriteContext};
 use crate::catalog::{self, TrackKind};
 use crate::connection::{self, Target};
@@ -39,6 +40,8 @@ struct Settings {
     connection: connection::Settings,
     stats_interval_ms: u32,
     max_group_duration_ms: u32,
+    container: super::Container,
+    catalogs: super::Catalogs,
 }
 
 impl Default for Settings {
@@ -47,6 +50,8 @@ impl Default for Settings {
             connection: connection::Settings::default(),
             stats_interval_ms: crate::stats::DEFAULT_STATS_INTERVAL_MS,
             max_group_duration_ms: DEFAULT_MAX_GROUP_DURATION_MS,
+            container: super::Container::default(),
+            catalogs: super::Catalogs::default(),
         }
     }
 }
@@ -58,6 +63,8 @@ struct Session {
     _origin: moq_net::origin::Producer,
     broadcast: moq_net::broadcast::Producer,
     catalog: moq_mux::catalog::Producer,
+    /// Carries the catalogs onto the broadcast (see `catalogs`).
+    catalogs: catalogs::Publishing,
     connection: moq_tokio::Connection,
     watcher: tokio::task::JoinHandle<()>,
     ticker: Option<tokio::task::JoinHandle<()>>,
@@ -116,14 +123,19 @@ impl MoqSink {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let (target, stats_interval_ms) = {
+        let (target, stats_interval_ms, catalogs) = {
             let settings = self.settings();
-            (settings.connection.validate()?, settings.stats_interval_ms)
+            (
+                settings.connection.validate()?,
+                settings.stats_interval_ms,
+                settings.catalogs,
+            )
         };
         let _guard = RUNTIME.enter();
         // Groups the relay has taken are not needed here for long.
         let origin = connection::spawn_origin(PUBLISHED_KEEP);
-        let (broadcast, catalog) = create_broadcast(&origin, &target.broadcast)?;
+        let (broadcast, catalog, catalogs) =
+            create_broadcast(&origin, &target.broadcast, catalogs)?;
         let connection = connection::connect(&target, connection::Role::Publish(origin.consume()))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let watcher = self.spawn_watcher(&connection, &target, stopping.clone());
@@ -141,6 +153,7 @@ impl MoqSink {
             _origin: origin,
             broadcast,
             catalog,
+            catalogs,
             connection,
             watcher,
             announce_timer,
@@ -244,6 +257,7 @@ impl MoqSink {
             connection,
             broadcast,
             catalog,
+            catalogs,
             _origin: origin,
             ..
         } = session;
@@ -251,7 +265,7 @@ impl MoqSink {
         RUNTIME.spawn(async move {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection.close()).await;
             broadcast.close();
-            drop((retired, catalog, origin));
+            drop((retired, catalog, catalogs, origin));
             let _ = done_tx.send(());
         });
         if done_rx
@@ -340,6 +354,7 @@ impl MoqSink {
         let output = Output {
             broadcast: &broadcast,
             catalog: &catalog,
+            container: self.settings().container.into(),
         };
         let track_name = pad.imp().settings().track_name;
         let configured = pad
@@ -661,6 +676,26 @@ impl ObjectImpl for MoqSink {
                     .build(),
             );
             props.push(
+                glib::ParamSpecEnum::builder::<super::Container>("container")
+                    .nick("Container")
+                    .blurb(
+                        "How the hang catalog's tracks package frames: legacy (hang's own, \
+                         every hang reader) or loc (the MoQ project's LOC framing)",
+                    )
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
+                glib::ParamSpecEnum::builder::<super::Catalogs>("catalogs")
+                    .nick("Catalogs")
+                    .blurb(
+                        "Which catalogs to publish: both, hang (catalog.json, for the MoQ \
+                         project's players) or msf (the IETF catalog with LOC tracks)",
+                    )
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Frames, bytes, groups and dropped frames published and reconnects since the element was made; delay-us: how far behind its running time the last frame was published (the latency upstream of moqsink); the negotiated version and the RTT")
@@ -683,6 +718,8 @@ impl ObjectImpl for MoqSink {
                     value.get().unwrap_or(DEFAULT_MAX_GROUP_DURATION_MS);
             }
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
+            "container" => settings.container = value.get().unwrap_or_default(),
+            "catalogs" => settings.catalogs = value.get().unwrap_or_default(),
             _ => {}
         }
     }
@@ -695,6 +732,8 @@ impl ObjectImpl for MoqSink {
             "max-group-duration" => self.settings().max_group_duration_ms.to_value(),
             "stats" => self.stats().to_value(),
             "stats-interval" => self.settings().stats_interval_ms.to_value(),
+            "container" => self.settings().container.to_value(),
+            "catalogs" => self.settings().catalogs.to_value(),
             "status" => self.status.get().to_value(),
             _ => None::<String>.to_value(),
         }
@@ -822,25 +861,31 @@ impl ChildProxyImpl for MoqSink {
     }
 }
 
-/// The broadcast with its catalog track, created unannounced (see
+/// The broadcast with its catalog tracks, created unannounced (see
 /// `maybe_announce`).
 fn create_broadcast(
     origin: &moq_net::origin::Producer,
     name: &str,
-) -> Result<(moq_net::broadcast::Producer, moq_mux::catalog::Producer), gst::ErrorMessage> {
-    let mut broadcast = origin.create_broadcast(name).map_err(|err| {
+    which: super::Catalogs,
+) -> Result<
+    (
+        moq_net::broadcast::Producer,
+        moq_mux::catalog::Producer,
+        catalogs::Publishing,
+    ),
+    gst::ErrorMessage,
+> {
+    let broadcast = origin.create_broadcast(name).map_err(|err| {
         gst::error_msg!(
             gst::ResourceError::Settings,
             ("Cannot publish broadcast '{}': {}", name, err)
         )
     })?;
-    let catalog =
-        moq_mux::catalog::Producer::new(&mut broadcast, moq_mux::catalog::Config::default())
-            .map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::Failed,
-                    ("Cannot create the catalog track: {}", err)
-                )
-            })?;
-    Ok((broadcast, catalog))
+    let (catalog, publishing) = catalogs::publish(&broadcast, which).map_err(|err| {
+        gst::error_msg!(
+            gst::ResourceError::Failed,
+            ("Cannot create the catalog tracks: {}", err)
+        )
+    })?;
+    Ok((broadcast, catalog, publishing))
 }

@@ -4,9 +4,13 @@
  * SECTION:element-moqsink
  *
  * `moqsink` publishes encoded audio and video as a Media over QUIC broadcast on
- * a MoQ relay: one track per pad plus a `catalog.json` track (the `hang`
- * catalog) that describes them, readable by `moqsrc`, the `moq` CLI and the
- * `@moq/watch` browser player.
+ * a MoQ relay: one track per pad plus two catalog tracks that describe them:
+ * `catalog.json` (the `hang` catalog), read by `moqsrc`, the `moq` CLI,
+ * moq-gst and the `@moq/watch` browser player, and `catalog` (the IETF MSF
+ * catalog, draft-ietf-moq-msf), read by IETF MoQT media players such as
+ * aiomoqt's. The MSF catalog lists a twin of each track in LOC
+ * (draft-ietf-moq-loc), fed only while someone subscribes to it.
+ * `catalogs` picks one or both.
  *
  * It takes H.264, H.265, VP8, VP9, AV1, Opus and AAC as they are (no
  * transcoding). Each video keyframe starts a new MoQ group; every audio packet
@@ -41,11 +45,58 @@ use gst::glib;
 use gst::prelude::*;
 
 mod assemble;
+mod catalogs;
 mod imp;
 mod pad;
 mod paramsets;
 mod publish;
 mod track;
+
+/// How the hang catalog's tracks package their frames. (The MSF catalog's
+/// twins are always IETF LOC; see `crate::msf`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstMoqContainer")]
+pub enum Container {
+    /// hang's own: a varint timestamp in microseconds, then the payload.
+    /// Every hang reader takes it.
+    #[default]
+    #[enum_value(name = "Legacy hang container: every hang reader", nick = "legacy")]
+    Legacy,
+    /// The MoQ project's LOC framing (moq-loc): a property block with the
+    /// timestamp, then the payload. Read by hang readers built on moq-mux
+    /// 0.10 (moq-gst 0.4.20, the moq CLI 0.14) and @moq/watch 0.4.
+    #[enum_value(
+        name = "LOC as the MoQ project's crates frame it (moq-loc)",
+        nick = "loc"
+    )]
+    Loc,
+}
+
+/// Which catalogs a broadcast carries, and so which readers find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstMoqCatalogs")]
+pub enum Catalogs {
+    /// Both: hang's for the MoQ project's players, MSF for IETF ones.
+    #[default]
+    #[enum_value(name = "hang catalog.json and IETF MSF catalog", nick = "both")]
+    Both,
+    #[enum_value(name = "hang catalog.json only", nick = "hang")]
+    Hang,
+    /// The MSF catalog and its LOC tracks only.
+    #[enum_value(name = "IETF MSF catalog (LOC tracks) only", nick = "msf")]
+    Msf,
+}
+
+impl From<Container> for hang::catalog::Container {
+    fn from(container: Container) -> Self {
+        match container {
+            Container::Loc => Self::Loc,
+            Container::Legacy => Self::Legacy,
+        }
+    }
+}
 
 glib::wrapper! {
     pub struct MoqSink(ObjectSubclass<imp::MoqSink>) @extends gst::Element, gst::Object, @implements gst::ChildProxy;
@@ -57,6 +108,8 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    Catalogs::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    Container::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     MoqSinkPad::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),

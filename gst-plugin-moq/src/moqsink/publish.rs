@@ -52,8 +52,12 @@ pub struct Publisher {
     params: Option<ParamSets>,
 }
 
-fn video_hint(hints: &VideoHints) -> moq_mux::catalog::VideoHint {
+fn video_hint(
+    hints: &VideoHints,
+    container: &hang::catalog::Container,
+) -> moq_mux::catalog::VideoHint {
     let mut hint = moq_mux::catalog::VideoHint::default();
+    hint.container = container.clone();
     hint.coded_width = hints.width;
     hint.coded_height = hints.height;
     hint.framerate = hints.framerate;
@@ -63,17 +67,23 @@ fn video_hint(hints: &VideoHints) -> moq_mux::catalog::VideoHint {
     hint
 }
 
-/// The `moq-mux` importer of `format`'s codec, writing `track` and keeping
-/// its rendition in the catalog.
+/// The `moq-mux` importer of `format`'s codec, writing `track` in
+/// `container` and keeping its rendition in the catalog.
 fn importer(
     track: moq_net::track::Producer,
     reserved: moq_mux::catalog::Reserved,
     format: &SinkFormat,
     hints: &VideoHints,
+    container: &hang::catalog::Container,
 ) -> Result<Importer, moq_mux::Error> {
+    let hint = || video_hint(hints, container);
+    let audio = |mut config: hang::catalog::AudioConfig| {
+        config.container = container.clone();
+        config
+    };
     Ok(match format {
         SinkFormat::H264 { codec_data } => {
-            let mut hint = video_hint(hints);
+            let mut hint = hint();
             if codec_data.is_none() {
                 // In-band parameter sets: announce the rendition now, from the
                 // parser's profile and level; the first SPS refines it.
@@ -86,34 +96,32 @@ fn importer(
             Importer::H264(import)
         }
         SinkFormat::H265 { codec_data } => {
-            let mut import = codec::h265::Import::new(track, reserved, video_hint(hints))?;
+            let mut import = codec::h265::Import::new(track, reserved, hint())?;
             if let Some(hvcc) = codec_data {
                 import.initialize(hvcc)?;
             }
             Importer::H265(import)
         }
         SinkFormat::Av1 { codec_data } => {
-            let mut import = codec::av1::Import::new(track, reserved, video_hint(hints))?;
+            let mut import = codec::av1::Import::new(track, reserved, hint())?;
             if let Some(av1c) = codec_data {
                 import.initialize(av1c)?;
             }
             Importer::Av1(import)
         }
         SinkFormat::Vp8 => {
-            let mut hint = video_hint(hints);
+            let mut hint = hint();
             // VP8 has no parameters: the catalog can say it before any frame.
             hint.codec = Some(hang::catalog::VideoCodec::VP8);
             Importer::Vp8(codec::vp8::Import::new(track, reserved, hint)?)
         }
-        SinkFormat::Vp9 => {
-            Importer::Vp9(codec::vp9::Import::new(track, reserved, video_hint(hints))?)
-        }
+        SinkFormat::Vp9 => Importer::Vp9(codec::vp9::Import::new(track, reserved, hint())?),
         SinkFormat::Opus { rate, channels } => {
-            let config = codec::opus::Config::new(*rate, *channels).into();
+            let config = audio(codec::opus::Config::new(*rate, *channels).into());
             Importer::Opus(codec::opus::Import::new(track, reserved, config)?)
         }
         SinkFormat::Aac { codec_data } => {
-            let config = codec::aac::config(codec_data)?;
+            let config = audio(codec::aac::config(codec_data)?);
             Importer::Aac(codec::aac::Import::new(track, reserved, config)?)
         }
     })
@@ -123,20 +131,19 @@ impl Publisher {
     /// Reserve the track `name` in the broadcast and the catalog and start the
     /// importer for `format`.
     pub fn new(
-        broadcast: &moq_net::broadcast::Producer,
-        catalog: &moq_mux::catalog::Producer,
+        output: &super::track::Output,
         name: &str,
         format: &SinkFormat,
         hints: &VideoHints,
     ) -> Result<Self, moq_mux::Error> {
-        let request = broadcast.reserve_track(name.to_string())?;
-        let reserved = catalog.reserve();
+        let request = output.broadcast.reserve_track(name.to_string())?;
+        let reserved = output.catalog.reserve();
         let priority = match format.kind() {
             crate::catalog::TrackKind::Video => hang::catalog::PRIORITY.video,
             crate::catalog::TrackKind::Audio => hang::catalog::PRIORITY.audio,
         };
         let track = request.accept(reserved.track_info(priority));
-        let importer = importer(track, reserved, format, hints)?;
+        let importer = importer(track, reserved, format, hints, &output.container)?;
         let params = match format {
             SinkFormat::H264 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H264)),
             SinkFormat::H265 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H265)),

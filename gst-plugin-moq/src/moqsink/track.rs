@@ -94,6 +94,8 @@ pub struct Counters {
 pub struct Output<'a> {
     pub broadcast: &'a moq_net::broadcast::Producer,
     pub catalog: &'a moq_mux::catalog::Producer,
+    /// How new tracks package their frames (the `container` property).
+    pub container: hang::catalog::Container,
 }
 
 #[derive(Default)]
@@ -234,7 +236,7 @@ impl Track {
             self.generation += 1;
         }
         let name = self.name(track_name, &format);
-        match Publisher::new(output.broadcast, output.catalog, &name, &format, hints) {
+        match Publisher::new(output, &name, &format, hints) {
             Ok(publisher) => {
                 self.publisher = Some(publisher);
                 self.assembler = Assembler::default();
@@ -573,6 +575,7 @@ mod tests {
             Output {
                 broadcast: &self.broadcast,
                 catalog: &self.catalog,
+                container: hang::catalog::Container::Loc,
             }
         }
     }

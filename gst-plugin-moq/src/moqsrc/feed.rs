@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, watch};
 use super::abr::{self, Why};
 use super::imp::CAT;
 use super::rejoin::Rejoin;
+pub(super) use super::wire::Wire;
+use super::wire::WireReader;
 use crate::catalog::TrackKind;
 
 /// How far a group may fall behind the newest before the reader skips it.
@@ -31,6 +33,12 @@ const MAX_GROUP_AGE: Duration = Duration::from_millis(500);
 /// failure counts as the track's own.
 const LOSS_SETTLE: Duration = Duration::from_secs(2);
 /// How often the adaptive choice is looked at.
+/// A track that fails while its broadcast goes on is subscribed again this
+/// many times, after `RETRY_WAIT` each, before its pad ends: a relay may
+/// refuse one subscription in passing (moq-relay re-subscribing upstream
+/// while an IETF publisher still holds its previous subscription, say).
+pub(super) const TRACK_RETRIES: u32 = 3;
+pub(super) const RETRY_WAIT: Duration = Duration::from_millis(250);
 const DECIDE_EVERY: Duration = Duration::from_millis(200);
 /// How long the rendition played may wait at a group boundary for the one
 /// being switched to to reach it (it is late by its larger keyframe).
@@ -80,21 +88,6 @@ pub(super) struct Rendition {
     pub(super) caps: gst::Caps,
     pub(super) rung: abr::Rung,
     pub(super) wire: Wire,
-}
-
-/// How a track's frames are packed: its reader is made from it once per
-/// subscription.
-#[derive(Clone)]
-pub(super) struct Wire {
-    pub(super) container: hang::catalog::Container,
-    pub(super) kind: moq_mux::container::Kind,
-}
-
-impl Wire {
-    pub(super) fn reader(&self) -> Result<moq_mux::catalog::hang::Container, String> {
-        moq_mux::catalog::hang::Container::new(&self.container, self.kind)
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// The renditions a pad may play, as the catalog lists them.
@@ -168,7 +161,7 @@ impl PadEnd {
 /// A subscription to one rendition's track.
 struct Playing {
     rendition: Rendition,
-    track: moq_mux::container::Consumer<moq_mux::catalog::hang::Container>,
+    track: moq_mux::container::Consumer<WireReader>,
     discontinuity: u64,
     first: bool,
 }
@@ -196,6 +189,8 @@ struct Reader {
     restart: bool,
     /// Whether the adaptive choice moves this pad.
     adaptive: bool,
+    /// Subscriptions of the played track made again after it failed.
+    retries: u32,
     /// The limits changed: the rendition played is looked at again once no
     /// switch is under way.
     refit: bool,
@@ -289,6 +284,7 @@ impl Reader {
             last_us: None,
             restart: false,
             adaptive,
+            retries: 0,
             refit: false,
             abr: abr::Controller::new(Instant::now()),
         }
@@ -335,10 +331,45 @@ impl Reader {
                 false
             }
             Err(err) => {
+                if self.resubscribe(&err).await {
+                    return true;
+                }
                 let name = self.current.rendition.name.clone();
                 track_failed(&self.element, &self.broadcast, &name, &self.pad.tx, err).await;
                 false
             }
+        }
+    }
+
+    /// The played track failed (`err`): while the broadcast goes on and
+    /// retries are left, subscribe to it again; true if that worked.
+    async fn resubscribe(&mut self, err: &str) -> bool {
+        if self.retries >= TRACK_RETRIES
+            || tokio::time::timeout(RETRY_WAIT, self.broadcast.closed())
+                .await
+                .is_ok()
+        {
+            return false;
+        }
+        self.retries += 1;
+        let rendition = self.current.rendition.clone();
+        if let Some(obj) = self.element.upgrade() {
+            gst::info!(
+                CAT,
+                obj = obj,
+                "track '{}' failed ({}): subscribing again ({} of {})",
+                rendition.name,
+                err,
+                self.retries,
+                TRACK_RETRIES
+            );
+        }
+        match open(&self.element, &self.broadcast, rendition, 0).await {
+            Some(playing) => {
+                self.current = playing;
+                true
+            }
+            None => false,
         }
     }
 

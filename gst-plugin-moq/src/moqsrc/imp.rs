@@ -63,6 +63,7 @@ impl Default for Settings {
             },
             rejoin_for_keyframes: false,
             selection: Selection {
+                catalog: super::CatalogFormat::default(),
                 per_rendition: false,
                 rendition: None,
                 policy: Policy {

@@ -44,6 +44,22 @@
 use gst::glib;
 use gst::prelude::*;
 
+/// Which catalog moqsrc follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstMoqSrcCatalog")]
+pub enum CatalogFormat {
+    /// hang's `catalog.json` where the broadcast has one, else the MSF one.
+    #[default]
+    #[enum_value(name = "hang catalog.json, else the IETF MSF catalog", nick = "auto")]
+    Auto,
+    #[enum_value(name = "hang catalog.json", nick = "hang")]
+    Hang,
+    /// The IETF MSF `catalog`, with LOC (IETF) and CMAF tracks.
+    #[enum_value(name = "IETF MSF catalog", nick = "msf")]
+    Msf,
+}
+
 mod abr;
 mod feed;
 mod imp;
@@ -51,6 +67,7 @@ mod pad;
 mod rejoin;
 mod session;
 mod timeline;
+mod wire;
 
 glib::wrapper! {
     pub struct MoqSrc(ObjectSubclass<imp::MoqSrc>) @extends gst::Element, gst::Object;
@@ -62,6 +79,7 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    CatalogFormat::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     MoqSrcPad::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),

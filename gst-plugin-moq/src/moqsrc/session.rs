@@ -16,6 +16,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use tokio::sync::{mpsc, watch};
 
+use super::CatalogFormat;
 use super::abr;
 use super::feed::{self, Feed, Item, PadEnd, Policy, Rendition, Wire};
 use super::imp::CAT;
@@ -162,11 +163,13 @@ pub(super) async fn run_session(
     }
 }
 
-/// The renditions of a catalog we can play, video first, in catalog order.
-/// Those we cannot are reported once each as a warning and left out.
+/// The renditions of a catalog we can play, video first, in catalog order
+/// (`ietf`: of an MSF catalog). Those we cannot are reported once each as a
+/// warning and left out.
 fn renditions(
     element: &glib::WeakRef<super::MoqSrc>,
     catalog: &moq_mux::catalog::hang::Catalog,
+    ietf: bool,
     skipped: &mut HashSet<String>,
 ) -> Vec<Rendition> {
     let mut out = Vec::new();
@@ -198,6 +201,7 @@ fn renditions(
         let wire = Wire {
             container: container.clone(),
             kind: mux_kind,
+            ietf,
         };
         match (caps, wire.reader()) {
             (Ok(caps), Ok(_)) => out.push(Rendition {
@@ -227,6 +231,8 @@ fn renditions(
 /// each chooses among its renditions.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Selection {
+    /// Which catalog to follow.
+    pub(super) catalog: CatalogFormat,
     pub(super) per_rendition: bool,
     pub(super) rendition: Option<String>,
     pub(super) policy: Policy,
@@ -240,6 +246,14 @@ impl Selection {
     /// moqsrc's properties for choosing renditions.
     pub(super) fn properties() -> Vec<glib::ParamSpec> {
         vec![
+            glib::ParamSpecEnum::builder::<CatalogFormat>("catalog")
+                .nick("Catalog")
+                .blurb(
+                    "Which catalog to follow: auto (hang's catalog.json, else the IETF MSF \
+                     catalog), hang or msf",
+                )
+                .mutable_ready()
+                .build(),
             glib::ParamSpecBoolean::builder("abr")
                 .nick("Adaptive bitrate")
                 .blurb(
@@ -288,6 +302,7 @@ impl Selection {
     /// Takes one of `properties`; false for any other.
     pub(super) fn set_property(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
         match pspec.name() {
+            "catalog" => self.catalog = value.get().unwrap_or_default(),
             "abr" => self.policy.abr = value.get().unwrap_or(true),
             "max-video-height" => {
                 self.policy.limits.max_height = value.get().unwrap_or_default();
@@ -312,6 +327,7 @@ impl Selection {
     /// The value of one of `properties`.
     pub(super) fn property(&self, pspec: &glib::ParamSpec) -> Option<glib::Value> {
         Some(match pspec.name() {
+            "catalog" => self.catalog.to_value(),
             "abr" => self.policy.abr.to_value(),
             "max-video-height" => self.policy.limits.max_height.to_value(),
             "max-bitrate" => self.policy.limits.max_bitrate.to_value(),
@@ -580,11 +596,11 @@ async fn follow_once(
     scope: &log::Scope,
     pads: &mut Pads,
 ) -> Result<Ended, gst::ErrorMessage> {
-    let mut catalog = match subscribe_catalog(broadcast).await {
-        Ok(catalog) => catalog,
-        Err(err) => return Ok(Ended::Lost(err)),
-    };
-    let first = first_catalog(&mut catalog, target, waits).await?;
+    let (mut catalog, first) =
+        match open_catalog(element, broadcast, target, waits, pads.selection.catalog).await? {
+            Ok(opened) => opened,
+            Err(err) => return Ok(Ended::Lost(err)),
+        };
     let mut first = Some(first);
     // Dropped (and so aborted) when the broadcast is lost: the pads stay.
     let mut readers = Readers {
@@ -604,7 +620,7 @@ async fn follow_once(
                 }
             } => match next {
                 Ok(Some(update)) => {
-                    if !readers.apply(&update)? {
+                    if !readers.apply(&update, catalog.ietf())? {
                         return Ok(Ended::Finished);
                     }
                 }
@@ -624,10 +640,73 @@ async fn follow_once(
 /// What a catalog consumer yields: an update, its end, or why it failed.
 type CatalogNext = moq_mux::Result<Option<moq_mux::catalog::hang::Catalog>>;
 
+/// The catalog a subscription follows: hang's `catalog.json`, or the IETF
+/// MSF `catalog`, whose tracks moq-mux lists as hang renditions and whose
+/// `loc` tracks are IETF LOC.
+enum CatalogReader {
+    Hang(moq_mux::catalog::hang::Consumer<()>),
+    Msf(moq_mux::catalog::msf::Consumer<()>),
+}
+
+impl CatalogReader {
+    async fn next(&mut self) -> CatalogNext {
+        match self {
+            Self::Hang(hang) => hang.next().await,
+            Self::Msf(msf) => Ok(msf.next().await?.map(crate::msf::with_cmaf_descriptions)),
+        }
+    }
+
+    fn ietf(&self) -> bool {
+        matches!(self, Self::Msf(_))
+    }
+}
+
+/// The catalog and its first update, subscribing again (as a track reader
+/// does) while the broadcast stays open: a relay may refuse a subscription
+/// in passing, as moq-relay does when it re-subscribes upstream to an IETF
+/// publisher that still holds the previous one.
+async fn open_catalog(
+    element: &glib::WeakRef<super::MoqSrc>,
+    broadcast: &moq_net::broadcast::Consumer,
+    target: &Target,
+    waits: Waits,
+    format: CatalogFormat,
+) -> Result<Result<(CatalogReader, CatalogNext), String>, gst::ErrorMessage> {
+    let mut retries = 0;
+    loop {
+        let err = match subscribe_catalog(broadcast, format).await {
+            Ok(mut catalog) => match first_catalog(&mut catalog, target, waits).await? {
+                Err(err) => err.to_string(),
+                first => return Ok(Ok((catalog, first))),
+            },
+            Err(err) => err,
+        };
+        if retries >= feed::TRACK_RETRIES
+            || within(Some(feed::RETRY_WAIT), broadcast.closed())
+                .await
+                .is_some()
+        {
+            return Ok(Err(err));
+        }
+        retries += 1;
+        if let Some(obj) = element.upgrade() {
+            gst::info!(
+                CAT,
+                obj = obj,
+                "catalog of '{}' failed ({}): subscribing again ({} of {})",
+                target.broadcast,
+                err,
+                retries,
+                feed::TRACK_RETRIES
+            );
+        }
+    }
+}
+
 /// The first catalog, within catalog-timeout: a broadcast without one has
 /// nothing to play.
 async fn first_catalog(
-    catalog: &mut moq_mux::catalog::hang::Consumer<()>,
+    catalog: &mut CatalogReader,
     target: &Target,
     waits: Waits,
 ) -> Result<CatalogNext, gst::ErrorMessage> {
@@ -645,17 +724,42 @@ async fn first_catalog(
         })
 }
 
+/// The catalog `format` asks for; `Auto` is hang's where the broadcast has
+/// one (the relay answers for a track the publisher lacks), else MSF.
 async fn subscribe_catalog(
     broadcast: &moq_net::broadcast::Consumer,
-) -> Result<moq_mux::catalog::hang::Consumer<()>, String> {
-    let track = broadcast
-        .track(hang::catalog::Catalog::DEFAULT_NAME)
-        .map_err(|e| e.to_string())?;
-    let subscriber = track
-        .subscribe(hang::catalog::Catalog::default_subscription())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(moq_mux::catalog::hang::Consumer::<()>::new(subscriber))
+    format: CatalogFormat,
+) -> Result<CatalogReader, String> {
+    let subscribe = |name: &'static str| async move {
+        broadcast
+            .track(name)
+            .map_err(|e| e.to_string())?
+            .subscribe(hang::catalog::Catalog::default_subscription())
+            .await
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let hang = || async {
+        let track = subscribe(hang::catalog::Catalog::DEFAULT_NAME).await?;
+        Ok::<_, String>(CatalogReader::Hang(moq_mux::catalog::hang::Consumer::new(
+            track,
+        )))
+    };
+    let msf = || async {
+        let track = subscribe(crate::msf::CATALOG_TRACK).await?;
+        Ok::<_, String>(CatalogReader::Msf(moq_mux::catalog::msf::Consumer::new(
+            track,
+        )))
+    };
+    match format {
+        CatalogFormat::Hang => hang().await,
+        CatalogFormat::Msf => msf().await,
+        CatalogFormat::Auto => match hang().await {
+            Ok(reader) => Ok(reader),
+            Err(no_hang) => msf()
+                .await
+                .map_err(|no_msf| format!("no catalog: {no_hang}; {no_msf}")),
+        },
+    }
 }
 
 /// Whether a new feed got its pad.
@@ -728,8 +832,9 @@ impl Readers<'_> {
     fn apply(
         &mut self,
         update: &moq_mux::catalog::hang::Catalog,
+        ietf: bool,
     ) -> Result<bool, gst::ErrorMessage> {
-        let all = renditions(self.element, update, &mut self.pads.skipped);
+        let all = renditions(self.element, update, ietf, &mut self.pads.skipped);
         let feeds = self.pads.selection.feeds(all).map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::NotFound,

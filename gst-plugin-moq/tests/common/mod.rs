@@ -123,6 +123,41 @@ pub fn moqsrc(broadcast: &str) -> gst::Element {
         .expect("moqsrc")
 }
 
+/// A pipeline of `src` (a moqsrc) with a decodebin3 and a counting fakesink
+/// on each pad it adds; the counts are decoded [video, audio] buffers.
+pub fn decoding(src: gst::Element) -> (gst::Pipeline, Arc<Mutex<[u64; 2]>>) {
+    let decoded: Arc<Mutex<[u64; 2]>> = Arc::default();
+    let pipeline = gst::Pipeline::new();
+    pipeline.add(&src).unwrap();
+    let weak = pipeline.downgrade();
+    let counts = decoded.clone();
+    src.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else {
+            return;
+        };
+        let index = usize::from(pad.name().starts_with("audio"));
+        let decode = gst::ElementFactory::make("decodebin3").build().unwrap();
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("signal-handoffs", true)
+            .build()
+            .unwrap();
+        let counts = counts.clone();
+        sink.connect("handoff", false, move |_| {
+            counts.lock().unwrap()[index] += 1;
+            None
+        });
+        pipeline.add_many([&decode, &sink]).unwrap();
+        let sink_pad = sink.static_pad("sink").unwrap();
+        decode.connect_pad_added(move |_, pad| {
+            let _ = pad.link(&sink_pad);
+        });
+        decode.sync_state_with_parent().unwrap();
+        sink.sync_state_with_parent().unwrap();
+        pad.link(&decode.static_pad("sink").unwrap()).unwrap();
+    });
+    (pipeline, decoded)
+}
+
 /// Raw I420 caps of one size at 30 fps (a capsfilter's new caps mid-stream).
 pub fn i420(width: i32, height: i32) -> gst::Caps {
     gst::Caps::builder("video/x-raw")

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! The broadcast's catalogs: hang's `catalog.json` for the MoQ project's
+//! players, and the IETF MSF `catalog` with LOC twins of the media tracks for
+//! MoQT media players (see `crate::msf` for why they are twins).
+//!
+//! moq-mux's catalog producer writes hang's catalog, and an MSF catalog of
+//! its own that lists hang's tracks, which IETF readers cannot decode. So it
+//! lives on a broadcast of its own that nobody subscribes to, and the tasks
+//! here carry what each kind of reader needs onto the published broadcast:
+//! `catalog.json` (and its compressed copy) as they are, and an MSF catalog
+//! built from each hang catalog. A twin costs nothing until a subscriber asks
+//! for it: its frames are copied only while the twin track is in use.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use moq_mux::container::Container as _;
+use tokio::task::JoinHandle;
+
+use super::Catalogs;
+use crate::msf;
+use crate::runtime::RUNTIME;
+
+/// The tasks that publish the catalogs; they end with the element's session.
+pub struct Publishing {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The published broadcast and moq-mux's catalog producer, on a broadcast of
+/// its own; `which` catalogs are published, beginning now.
+pub fn publish(
+    broadcast: &moq_net::broadcast::Producer,
+    which: Catalogs,
+) -> Result<(moq_mux::catalog::Producer, Publishing), moq_net::Error> {
+    let mut home = moq_net::broadcast::Info::new().produce();
+    let catalog = moq_mux::catalog::Producer::new(&mut home, moq_mux::catalog::Config::default())?;
+    let home = home.consume();
+    let mut tasks = Vec::new();
+    if which != Catalogs::Msf {
+        for name in [hang::Catalog::DEFAULT_NAME, hang::Catalog::COMPRESSED_NAME] {
+            let to = broadcast.create_track(name, hang::Catalog::default_track_info())?;
+            let from = home.track(name)?;
+            tasks.push(RUNTIME.spawn(async move {
+                let Ok(from) = from.subscribe(hang::Catalog::default_subscription()).await else {
+                    return;
+                };
+                copy(from, &to).await;
+            }));
+        }
+    }
+    if which != Catalogs::Hang {
+        let info = moq_net::track::Info::default().with_priority(hang::catalog::PRIORITY.catalog);
+        let to = broadcast.create_track(msf::CATALOG_TRACK, info)?;
+        let from = home.track(hang::Catalog::DEFAULT_NAME)?;
+        let broadcast = broadcast.clone();
+        tasks.push(RUNTIME.spawn(async move {
+            let Ok(from) = from.subscribe(hang::Catalog::default_subscription()).await else {
+                return;
+            };
+            let from = moq_mux::catalog::hang::Consumer::<()>::new(from);
+            publish_msf(from, to, broadcast).await;
+        }));
+    }
+    Ok((catalog, Publishing { tasks }))
+}
+
+/// Copies `from`'s groups into `to` under the same sequence numbers, and
+/// finishes `to` when `from` ends.
+async fn copy(mut from: moq_net::track::Subscriber, to: &moq_net::track::Producer) {
+    while let Ok(Some(mut group)) = from.recv_group().await {
+        let Ok(mut out) = to.create_group(moq_net::group::Info {
+            sequence: group.sequence,
+        }) else {
+            continue;
+        };
+        while let Ok(Some(frame)) = group.read_frame().await {
+            if out.write_frame(frame.timestamp, frame.payload).is_err() {
+                break;
+            }
+        }
+        let _ = out.finish();
+    }
+    let _ = to.finish();
+}
+
+/// Publishes an MSF catalog for every hang catalog `from` gives, and keeps a
+/// LOC twin of each rendition it lists.
+async fn publish_msf(
+    mut from: moq_mux::catalog::hang::Consumer<()>,
+    mut to: moq_net::track::Producer,
+    broadcast: moq_net::broadcast::Producer,
+) {
+    let mut twins: HashMap<String, Twin> = HashMap::new();
+    while let Ok(Some(hang)) = from.next().await {
+        let listed = rendition_wires(&hang);
+        twins.retain(|name, _| listed.iter().any(|(n, _)| n == name));
+        for (name, wire) in listed {
+            if twins.contains_key(&name) {
+                continue;
+            }
+            match Twin::spawn(&broadcast, &name, wire) {
+                Ok(twin) => {
+                    twins.insert(name, twin);
+                }
+                Err(err) => tracing::warn!(track = %name, %err, "no LOC twin"),
+            }
+        }
+        let Ok(json) = msf::catalog(&hang).to_json() else {
+            continue;
+        };
+        if to.write_frame(moq_net::Timestamp::now(), json).is_err() {
+            return;
+        }
+    }
+    let _ = to.finish();
+}
+
+/// Each rendition's name and how its frames are packed.
+fn rendition_wires(hang: &hang::Catalog) -> Vec<(String, moq_mux::catalog::hang::Container)> {
+    use moq_mux::container::Kind;
+    let video = hang
+        .video
+        .renditions
+        .iter()
+        .map(|(n, c)| (n, &c.container, Kind::Video));
+    let audio = hang
+        .audio
+        .renditions
+        .iter()
+        .map(|(n, c)| (n, &c.container, Kind::Audio));
+    video
+        .chain(audio)
+        .filter_map(|(name, container, kind)| {
+            let wire = moq_mux::catalog::hang::Container::new(container, kind).ok()?;
+            Some((name.clone(), wire))
+        })
+        .collect()
+}
+
+/// The IETF LOC copy of one hang track, fed while anyone reads it.
+struct Twin {
+    task: JoinHandle<()>,
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Twin {
+    fn spawn(
+        broadcast: &moq_net::broadcast::Producer,
+        name: &str,
+        wire: moq_mux::catalog::hang::Container,
+    ) -> Result<Self, moq_net::Error> {
+        let priority = match wire.kind() {
+            moq_mux::container::Kind::Video => hang::catalog::PRIORITY.video,
+            _ => hang::catalog::PRIORITY.audio,
+        };
+        let twin =
+            broadcast.create_track(msf::loc_track(name), hang::container::track_info(priority))?;
+        let source = broadcast.consume().track(name)?;
+        let task = RUNTIME.spawn(async move {
+            let mut last = 0;
+            loop {
+                if twin.used().await.is_err() {
+                    return;
+                }
+                let Ok(from) = source
+                    .subscribe(moq_net::track::Subscription::default())
+                    .await
+                else {
+                    return;
+                };
+                tokio::select! {
+                    () = copy_loc(from, &twin, last, &wire) => {
+                        // The hang track ended: so does its twin.
+                        let _ = twin.finish();
+                        return;
+                    }
+                    _ = twin.unused() => {}
+                }
+                last = twin.latest().unwrap_or(last);
+            }
+        });
+        Ok(Self { task })
+    }
+}
+
+/// Copies a hang track's groups above `after` into its twin, each frame's
+/// media behind an empty LOC Private Properties block; the timestamp rides
+/// in the frame (the relay writes it as the object's Timestamp property).
+async fn copy_loc(
+    mut from: moq_net::track::Subscriber,
+    to: &moq_net::track::Producer,
+    after: u64,
+    wire: &moq_mux::catalog::hang::Container,
+) {
+    while let Ok(Some(mut group)) = from.recv_group().await {
+        // Resumed for a new reader: the groups copied before stay as they are.
+        if after > 0 && group.sequence <= after {
+            continue;
+        }
+        let Ok(mut out) = to.create_group(moq_net::group::Info {
+            sequence: group.sequence,
+        }) else {
+            continue;
+        };
+        while let Ok(Some(frames)) = wire.read(&mut group).await {
+            for frame in frames {
+                // Duration markers and empty frames carry no media.
+                if frame.payload.is_empty() || wire.end(&frame).is_some() {
+                    continue;
+                }
+                if write_loc(&mut out, frame).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = out.finish();
+    }
+}
+
+fn write_loc(
+    group: &mut moq_net::group::Producer,
+    frame: moq_mux::container::Frame,
+) -> Result<(), moq_net::Error> {
+    let prefix = msf::EMPTY_PRIVATE_PROPERTIES;
+    let mut out = group.create_frame(moq_net::frame::Info {
+        size: (prefix.len() + frame.payload.len()) as u64,
+        timestamp: frame.timestamp,
+    })?;
+    // Two chunks: the media is not copied.
+    out.write(Bytes::from_static(prefix))?;
+    out.write(frame.payload)?;
+    out.finish()
+}

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! How a track's frames are packed, and the reader for it: the containers
+//! moq-mux reads (hang's legacy, CMAF, the MoQ project's LOC framing), and
+//! IETF LOC, as MSF catalogs list it (see `crate::msf`).
+
+use std::sync::Arc;
+use std::task::{Poll, ready};
+
+use moq_mux::container::{Container, Frame, Kind};
+
+/// How a track's frames are packed: its reader is made from it once per
+/// subscription.
+#[derive(Clone)]
+pub(super) struct Wire {
+    pub(super) container: hang::catalog::Container,
+    pub(super) kind: Kind,
+    /// The track came from an MSF catalog: `loc` there is IETF LOC.
+    pub(super) ietf: bool,
+}
+
+impl Wire {
+    pub(super) fn reader(&self) -> Result<WireReader, String> {
+        if self.ietf && self.container == hang::catalog::Container::Loc {
+            return Ok(WireReader::IetfLoc(self.kind));
+        }
+        moq_mux::catalog::hang::Container::new(&self.container, self.kind)
+            .map(WireReader::Mux)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Reads one track's frames.
+pub(super) enum WireReader {
+    Mux(moq_mux::catalog::hang::Container),
+    /// IETF LOC: the payload behind its Private Properties block, the
+    /// timestamp from the object's properties (the relay puts it on the
+    /// frame). Keyframes are the groups' first frames, as for hang's.
+    IetfLoc(Kind),
+}
+
+impl Container for WireReader {
+    type Error = moq_mux::Error;
+
+    fn write(
+        &self,
+        group: &mut moq_net::group::Producer,
+        frames: &[Frame],
+    ) -> Result<(), Self::Error> {
+        match self {
+            Self::Mux(mux) => mux.write(group, frames),
+            // moqsrc only reads; moqsink writes IETF LOC its own way.
+            Self::IetfLoc(_) => Err(moq_mux::Error::UnsupportedContainer(
+                "writing IETF LOC through a reader".into(),
+            )),
+        }
+    }
+
+    fn poll_read(
+        &self,
+        group: &mut moq_net::group::Consumer,
+        waiter: &kio::Waiter,
+    ) -> Poll<Result<Option<Vec<Frame>>, Self::Error>> {
+        match self {
+            Self::Mux(mux) => mux.poll_read(group, waiter),
+            Self::IetfLoc(_) => {
+                let Some(frame) = ready!(group.poll_read_frame(waiter)?) else {
+                    return Poll::Ready(Ok(None));
+                };
+                let payload = crate::msf::loc_media(frame.payload).map_err(|why| {
+                    moq_mux::Error::Other(Arc::new(anyhow::anyhow!("IETF LOC object: {why}")))
+                })?;
+                Poll::Ready(Ok(Some(vec![Frame {
+                    timestamp: frame.timestamp,
+                    duration: None,
+                    payload,
+                    keyframe: false,
+                }])))
+            }
+        }
+    }
+
+    fn end(&self, frame: &Frame) -> Option<moq_net::Timestamp> {
+        match self {
+            Self::Mux(mux) => mux.end(frame),
+            Self::IetfLoc(_) => None,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Mux(mux) => mux.kind(),
+            Self::IetfLoc(kind) => *kind,
+        }
+    }
+
+    fn finish_group(
+        &self,
+        group: &mut moq_net::group::Producer,
+        end: Option<moq_net::Timestamp>,
+    ) -> Result<(), Self::Error> {
+        match self {
+            Self::Mux(mux) => mux.finish_group(group, end),
+            Self::IetfLoc(_) => Ok(()),
+        }
+    }
+}
