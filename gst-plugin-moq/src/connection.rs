@@ -303,8 +303,8 @@ fn relay_properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecString::builder("moq-version")
             .nick("MoQ version")
             .blurb(
-                "Wire protocol to offer: auto (every version, the relay picks), lite (moq-lite), \
-                 ietf (IETF moq-transport drafts), or one version such as moq-lite-05 or moq-transport-14",
+                "Wire protocol to offer: auto (every version), lite, ietf, or one version \
+                 such as moq-lite-05 or moq-transport-14",
             )
             .default_value(Some(DEFAULT_MOQ_VERSION))
             .mutable_ready()
@@ -370,8 +370,7 @@ fn timing_properties() -> Vec<glib::ParamSpec> {
             .nick("Idle timeout")
             .blurb(
                 "Milliseconds without a packet from the relay after which it counts as gone \
-                 (QUIC idle timeout: a crashed relay or a dead link sends no close) and \
-                 redialing starts; the smaller of both ends' values applies",
+                 and redialing starts (the QUIC idle timeout)",
             )
             .minimum(1)
             .default_value(DEFAULT_IDLE_TIMEOUT_MS)
@@ -548,6 +547,12 @@ impl StatusCell {
     /// connected and a reader asked for it.
     pub fn recv_rate(&self) -> Option<moq_net::bandwidth::Rate> {
         self.snapshot().and_then(|s| s.stats.estimated_recv_rate)
+    }
+
+    /// Bytes sent over the live connection (QUIC: headers, retransmissions
+    /// and all), if connected.
+    pub fn bytes_sent(&self) -> Option<u64> {
+        self.snapshot().and_then(|s| s.stats.bytes_sent)
     }
 
     /// Times the connection was lost and established again.

@@ -22,6 +22,7 @@ mod moqsrc;
 mod msf;
 mod runtime;
 mod stats;
+mod uri;
 
 pub use catalog::{CapsError, SinkFormat, TrackKind, audio_caps, sink_format, video_caps};
 

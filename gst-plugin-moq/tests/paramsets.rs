@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
-//! H.264 without in-band parameter sets on every keyframe, through a real
-//! relay: x264enc's byte-stream output with its SPS/PPS removed by a probe
-//! (after the first keyframe, or always), as encoders and WebRTC
+//! Video without its in-band configuration on every keyframe, through a
+//! real relay: x264enc's byte-stream output with its SPS/PPS removed by a
+//! probe (after the first keyframe, or always), and av1enc's with its
+//! sequence header removed the same way, as encoders and WebRTC
 //! depayloaders that send them once produce it.
 
 mod common;
@@ -40,20 +41,76 @@ fn strip_parameter_sets(au: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The temporal unit without its sequence header OBUs (type 1). Every OBU
+/// of `obu-stream` carries its size (a LEB128 after the header).
+fn strip_sequence_header(tu: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tu.len());
+    let mut at = 0;
+    while at < tu.len() {
+        let header = tu[at];
+        let mut pos = at + 1 + usize::from(header & 0x04 != 0);
+        assert!(header & 0x02 != 0, "an OBU without a size field");
+        let mut size = 0usize;
+        for shift in (0..).step_by(7) {
+            let byte = tu[pos];
+            pos += 1;
+            size |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = pos + size;
+        if (header >> 3) & 0x0f != 1 {
+            out.extend_from_slice(&tu[at..end]);
+        }
+        at = end;
+    }
+    out
+}
+
+/// What the publisher encodes, and how its keyframes lose their configuration.
+#[derive(Clone, Copy)]
+enum Codec {
+    H264,
+    Av1,
+}
+
+impl Codec {
+    fn encoder(self) -> &'static str {
+        match self {
+            Codec::H264 => {
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 \
+                 ! video/x-h264,stream-format=byte-stream,alignment=au"
+            }
+            Codec::Av1 => {
+                "av1enc cpu-used=10 usage-profile=realtime keyframe-max-dist=15 ! av1parse \
+                 ! video/x-av1,stream-format=obu-stream,alignment=tu"
+            }
+        }
+    }
+
+    fn strip(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Codec::H264 => strip_parameter_sets(data),
+            Codec::Av1 => strip_sequence_header(data),
+        }
+    }
+}
+
 struct Publisher {
     pipeline: gst::Pipeline,
     /// Force-key-unit requests moqsink sent upstream.
     requests: Arc<AtomicU64>,
 }
 
-/// x264enc (a keyframe every 15 frames, SPS/PPS on each) whose parameter
-/// sets are removed after the first `keep` keyframes.
-fn publisher(broadcast: &str, keep: u64) -> Publisher {
+/// An encoder (a keyframe every 15 frames, its configuration on each)
+/// whose configuration is removed after the first `keep` keyframes.
+fn publisher(codec: Codec, broadcast: &str, keep: u64) -> Publisher {
     let pipeline = pipeline(&format!(
         "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
-         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 \
-         ! video/x-h264,stream-format=byte-stream,alignment=au ! identity name=strip \
+         ! {} ! identity name=strip \
          ! moqsink url={} broadcast={broadcast} tls-disable-verify=true",
+        codec.encoder(),
         RELAY.url()
     ));
     let pad = pipeline
@@ -74,7 +131,7 @@ fn publisher(broadcast: &str, keep: u64) -> Publisher {
         }
         let stripped = {
             let map = buffer.map_readable().unwrap();
-            strip_parameter_sets(&map)
+            codec.strip(&map)
         };
         let mut out = gst::Buffer::from_mut_slice(stripped);
         {
@@ -100,11 +157,11 @@ fn publisher(broadcast: &str, keep: u64) -> Publisher {
     Publisher { pipeline, requests }
 }
 
-/// moqsrc -> h264parse -> avdec_h264, counting decoded frames.
+/// moqsrc -> decodebin3, counting decoded frames.
 fn decoder(broadcast: &str) -> (gst::Pipeline, Arc<AtomicU64>) {
     let pipeline = pipeline(&format!(
         "moqsrc url={} broadcast={broadcast} tls-disable-verify=true \
-         ! queue ! h264parse ! avdec_h264 ! fakesink name=out sync=false",
+         ! queue ! decodebin3 ! video/x-raw ! fakesink name=out sync=false",
         RELAY.url()
     ));
     let decoded = Arc::new(AtomicU64::new(0));
@@ -126,9 +183,19 @@ fn decoder(broadcast: &str) -> (gst::Pipeline, Arc<AtomicU64>) {
 /// has none of its own) decodes.
 #[test]
 fn parameter_sets_sent_once_reach_late_joiners() {
+    sent_once_reaches_late_joiners(Codec::H264);
+}
+
+/// The same with an AV1 sequence header sent only on the first keyframe.
+#[test]
+fn av1_sequence_header_sent_once_reaches_late_joiners() {
+    sent_once_reaches_late_joiners(Codec::Av1);
+}
+
+fn sent_once_reaches_late_joiners(codec: Codec) {
     init();
-    let broadcast = unique_broadcast("sps-once");
-    let publ = publisher(&broadcast, 1);
+    let broadcast = unique_broadcast("config-once");
+    let publ = publisher(codec, &broadcast, 1);
     publ.pipeline.set_state(gst::State::Playing).unwrap();
     // Several groups later (a keyframe every half second).
     let sink = by_factory(&publ.pipeline, "moqsink");
@@ -171,7 +238,7 @@ fn parameter_sets_sent_once_reach_late_joiners() {
 fn no_parameter_sets_is_a_warning() {
     init();
     let broadcast = unique_broadcast("sps-never");
-    let publ = publisher(&broadcast, 0);
+    let publ = publisher(Codec::H264, &broadcast, 0);
     publ.pipeline.set_state(gst::State::Playing).unwrap();
     // Requests go out once a second: three take two seconds, in which
     // more keyframes without parameter sets came.

@@ -101,6 +101,15 @@ impl Worker {
             .expect("a line from the child")
     }
 
+    /// Sends it one line on its stdin (not every example talks to its children).
+    #[allow(dead_code)]
+    pub fn say(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.flush();
+        }
+    }
+
     /// Closes its stdin (the signal to stop); the lines it prints until
     /// it exits, then waits for it.
     pub fn finish_lines(mut self) -> Vec<String> {

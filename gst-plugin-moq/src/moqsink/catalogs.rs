@@ -169,13 +169,19 @@ impl Twin {
         };
         let twin =
             broadcast.create_track(msf::loc_track(name), hang::container::track_info(priority))?;
-        let source = broadcast.consume().track(name)?;
+        // The hang track is only opened while the twin is read: a handle on
+        // it counts as a subscriber, which `on-demand` must not see.
+        let broadcast = broadcast.consume();
+        let name = name.to_string();
         let task = RUNTIME.spawn(async move {
             let mut last = 0;
             loop {
                 if twin.used().await.is_err() {
                     return;
                 }
+                let Ok(source) = broadcast.track(&name) else {
+                    return;
+                };
                 let Ok(from) = source
                     .subscribe(moq_net::track::Subscription::default())
                     .await

@@ -42,6 +42,7 @@ struct Settings {
     max_group_duration_ms: u32,
     container: super::Container,
     catalogs: super::Catalogs,
+    on_demand: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +53,7 @@ impl Default for Settings {
             max_group_duration_ms: DEFAULT_MAX_GROUP_DURATION_MS,
             container: super::Container::default(),
             catalogs: super::Catalogs::default(),
+            on_demand: false,
         }
     }
 }
@@ -368,6 +370,9 @@ impl MoqSink {
             }
             Ok(Configured::NewTrack(name)) => {
                 gst::info!(CAT, obj = pad, "publishing track '{name}' for {caps}");
+                if self.settings().on_demand {
+                    self.watch_demand(pad, name);
+                }
                 true
             }
             Err(why) => refuse(&why),
@@ -479,14 +484,17 @@ impl MoqSink {
         pad: &MoqSinkPad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (max_group_ms, on_demand) = {
+            let settings = self.settings();
+            (settings.max_group_duration_ms, settings.on_demand)
+        };
         let ctx = WriteContext {
             // 0 turns the periodic keyframe request off.
-            max_group: match self.settings().max_group_duration_ms {
-                0 => None,
-                ms => Some(gst::ClockTime::from_mseconds(ms.into())),
-            },
+            max_group: (max_group_ms > 0)
+                .then(|| gst::ClockTime::from_mseconds(max_group_ms.into())),
             // Read before the pad's lock is taken (it takes the object lock).
             now: self.obj().current_running_time(),
+            on_demand,
         };
         let written = pad.imp().track().write(buffer, ctx);
         if let Some(delay) = written.delay_us {
@@ -530,6 +538,62 @@ impl MoqSink {
             }
         }
         pad.push_event(event);
+    }
+
+    /// `on-demand`: follows whether anyone subscribes to the track of `pad`,
+    /// and tells the application with a `moq-demand` element message each
+    /// time it changes (it may pause the encoder meanwhile). When a
+    /// subscriber comes, a keyframe is asked for at once, so its first frame
+    /// does not wait for a buffer or the next group.
+    fn watch_demand(&self, pad: &MoqSinkPad, track: String) {
+        let Some(demand) = pad.imp().track().demand() else {
+            return;
+        };
+        let (element, weak_pad) = (self.obj().downgrade(), pad.downgrade());
+        let watch = RUNTIME.spawn(async move {
+            let mut subscribed = demand.is_used();
+            loop {
+                let (Some(element), Some(pad)) = (element.upgrade(), weak_pad.upgrade()) else {
+                    return;
+                };
+                element.imp().demand_changed(&pad, &track, subscribed);
+                drop((element, pad));
+                let changed = if subscribed {
+                    demand.unused().await
+                } else {
+                    demand.used().await
+                };
+                // The track ended.
+                if changed.is_err() {
+                    return;
+                }
+                subscribed = !subscribed;
+            }
+        });
+        pad.imp().track().set_demand_watch(watch);
+    }
+
+    fn demand_changed(&self, pad: &MoqSinkPad, track: &str, subscribed: bool) {
+        gst::info!(
+            CAT,
+            obj = pad,
+            "track '{track}': {}",
+            if subscribed {
+                "subscribed"
+            } else {
+                "no subscriber"
+            }
+        );
+        let structure = gst::Structure::builder("moq-demand")
+            .field("pad", pad.name())
+            .field("track", track)
+            .field("subscribed", subscribed)
+            .build();
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(structure).src(&*obj).build());
+        if subscribed {
+            self.request_keyframes(pad);
+        }
     }
 
     /// A request pad whose functions lead to this element.
@@ -599,12 +663,12 @@ impl MoqSink {
                     self,
                     gst::StreamError::Format,
                     (
-                        "Keyframe without {} on {}: dropped until one carries them",
-                        names,
-                        pad.name()
+                        "Keyframe on {} without {}: video is dropped until a keyframe is complete",
+                        pad.name(),
+                        names
                     ),
                     [
-                        "the stream never carried them in band; h264parse/h265parse config-interval=-1 adds them to every keyframe if they are known upstream"
+                        "the stream never carried them in band: h264parse/h265parse config-interval=-1 adds parameter sets to every keyframe if they are known upstream; an AV1 encoder must send a sequence header"
                     ]
                 ),
                 Report::Failed { track, error } => gst::element_imp_error!(
@@ -629,12 +693,16 @@ impl MoqSink {
     fn stats(&self) -> gst::Structure {
         let mut s = gst::Structure::builder("application/x-moqsink-stats");
         let (mut frames, mut bytes, mut groups, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+        let (mut unwatched, mut subscribed) = (0u64, false);
         for pad in self.sink_pads() {
-            let counters = pad.imp().track().counters();
+            let track = pad.imp().track();
+            let counters = track.counters();
             frames += counters.frames;
             bytes += counters.bytes;
             groups += counters.groups;
             dropped += counters.dropped;
+            unwatched += counters.unwatched;
+            subscribed |= track.is_used();
         }
         let connected = self.status.get() == connection::Status::Connected;
         s = s
@@ -643,10 +711,13 @@ impl MoqSink {
             .field("bytes", bytes)
             .field("groups", groups)
             .field("dropped", dropped)
+            .field("subscribed", subscribed)
+            .field("unwatched", unwatched)
             .field("delay-us", self.delay_us.load(Ordering::Relaxed))
             .field("reconnects", self.status.reconnects())
             .field_if_some("version", self.status.version())
-            .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64));
+            .field_if_some("rtt-us", self.status.rtt().map(|d| d.as_micros() as u64))
+            .field_if_some("bytes-sent", self.status.bytes_sent());
         s.build()
     }
 }
@@ -656,7 +727,7 @@ impl ObjectSubclass for MoqSink {
     const NAME: &'static str = "GstMoqSink";
     type Type = super::MoqSink;
     type ParentType = gst::Element;
-    type Interfaces = (gst::ChildProxy,);
+    type Interfaces = (gst::ChildProxy, gst::URIHandler);
 }
 
 impl ObjectImpl for MoqSink {
@@ -696,9 +767,23 @@ impl ObjectImpl for MoqSink {
                     .build(),
             );
             props.push(
+                glib::ParamSpecBoolean::builder("on-demand")
+                    .nick("On demand")
+                    .blurb(
+                        "Publish a track only while someone subscribes to it: otherwise drop its \
+                         buffers unread, and ask upstream for a keyframe when a subscriber comes",
+                    )
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames, bytes, groups and dropped frames published and reconnects since the element was made; delay-us: how far behind its running time the last frame was published (the latency upstream of moqsink); the negotiated version and the RTT")
+                    .blurb(
+                        "What was published since the element was made (frames, bytes, groups, \
+                 drops, reconnects), the current delay-us, the version and the RTT; see the README",
+                    )
                     .read_only()
                     .build(),
             );
@@ -720,6 +805,7 @@ impl ObjectImpl for MoqSink {
             "stats-interval" => settings.stats_interval_ms = value.get().unwrap_or_default(),
             "container" => settings.container = value.get().unwrap_or_default(),
             "catalogs" => settings.catalogs = value.get().unwrap_or_default(),
+            "on-demand" => settings.on_demand = value.get().unwrap_or_default(),
             _ => {}
         }
     }
@@ -734,6 +820,7 @@ impl ObjectImpl for MoqSink {
             "stats-interval" => self.settings().stats_interval_ms.to_value(),
             "container" => self.settings().container.to_value(),
             "catalogs" => self.settings().catalogs.to_value(),
+            "on-demand" => self.settings().on_demand.to_value(),
             "status" => self.status.get().to_value(),
             _ => None::<String>.to_value(),
         }
@@ -746,6 +833,26 @@ impl ObjectImpl for MoqSink {
 }
 
 impl GstObjectImpl for MoqSink {}
+
+impl URIHandlerImpl for MoqSink {
+    const URI_TYPE: gst::URIType = gst::URIType::Sink;
+
+    fn protocols() -> &'static [&'static str] {
+        crate::uri::PROTOCOLS
+    }
+
+    fn uri(&self) -> Option<String> {
+        crate::uri::of(&self.settings().connection)
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        let location = crate::uri::location(self.obj().upcast_ref(), uri)?;
+        location.apply(&mut self.settings().connection);
+        self.obj().notify("url");
+        self.obj().notify("broadcast");
+        Ok(())
+    }
+}
 
 impl ElementImpl for MoqSink {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {

@@ -50,6 +50,7 @@ mod imp;
 mod pad;
 mod paramsets;
 mod publish;
+mod seqheader;
 mod track;
 
 /// How the hang catalog's tracks package their frames. (The MSF catalog's
@@ -99,7 +100,7 @@ impl From<Container> for hang::catalog::Container {
 }
 
 glib::wrapper! {
-    pub struct MoqSink(ObjectSubclass<imp::MoqSink>) @extends gst::Element, gst::Object, @implements gst::ChildProxy;
+    pub struct MoqSink(ObjectSubclass<imp::MoqSink>) @extends gst::Element, gst::Object, @implements gst::ChildProxy, gst::URIHandler;
 }
 
 glib::wrapper! {

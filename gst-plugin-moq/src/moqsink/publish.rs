@@ -8,6 +8,7 @@ use bytes::Bytes;
 use moq_mux::codec;
 
 use super::paramsets::{self, ParamSets};
+use super::seqheader::SequenceHeader;
 use crate::catalog::{SinkFormat, VideoHints};
 
 /// Why a frame was not published.
@@ -18,8 +19,9 @@ pub enum WriteError {
     NeedKeyframe,
     /// A timestamp below what the track already published.
     Rewind,
-    /// A byte-stream keyframe without parameter sets, and none seen before
-    /// to repeat: undecodable for anyone who joins at it. Names them.
+    /// A keyframe without its in-band configuration (byte-stream parameter
+    /// sets, an AV1 sequence header), and none seen before to repeat:
+    /// undecodable for anyone who joins at it. Names what is missing.
     NoParameterSets(&'static str),
     Other(moq_mux::Error),
 }
@@ -44,12 +46,59 @@ enum Importer {
     Aac(codec::aac::Import),
 }
 
+/// Decoder configuration that has to travel in band on every keyframe (the
+/// hang catalog carries none for these formats), put there when a keyframe
+/// lacks it: a subscriber joins at a keyframe and has nothing before it.
+enum InBand {
+    /// Byte-stream H.264/H.265: the parameter sets.
+    Nal(ParamSets),
+    /// AV1: the sequence header.
+    Av1(SequenceHeader),
+}
+
+impl InBand {
+    fn of(format: &SinkFormat) -> Option<Self> {
+        match format {
+            SinkFormat::H264 { codec_data: None } => {
+                Some(Self::Nal(ParamSets::new(paramsets::Codec::H264)))
+            }
+            SinkFormat::H265 { codec_data: None } => {
+                Some(Self::Nal(ParamSets::new(paramsets::Codec::H265)))
+            }
+            SinkFormat::Av1 { codec_data } => {
+                let mut headers = SequenceHeader::default();
+                if let Some(av1c) = codec_data {
+                    headers.seed(av1c);
+                }
+                Some(Self::Av1(headers))
+            }
+            _ => None,
+        }
+    }
+
+    /// The keyframe with its configuration, or what it lacks.
+    fn complete(&mut self, keyframe: Bytes) -> Result<Bytes, WriteError> {
+        match self {
+            Self::Nal(params) => params
+                .complete(keyframe)
+                .map_err(|_| WriteError::NoParameterSets(params.codec().names())),
+            Self::Av1(headers) => headers
+                .complete(keyframe)
+                .map_err(|_| WriteError::NoParameterSets("a sequence header")),
+        }
+    }
+}
+
 /// A published track.
 pub struct Publisher {
     importer: Importer,
     name: String,
-    /// Byte-stream H.264/H.265: the parameter sets every keyframe must carry.
-    params: Option<ParamSets>,
+    in_band: Option<InBand>,
+    /// Whether anyone (the relay, for its subscribers) reads the track.
+    demand: moq_net::track::Demand,
+    /// A frame went out: renditions whose codec the first keyframe tells
+    /// (VP9, AV1, H.265) are in the catalog.
+    started: bool,
 }
 
 fn video_hint(
@@ -143,21 +192,35 @@ impl Publisher {
             crate::catalog::TrackKind::Audio => hang::catalog::PRIORITY.audio,
         };
         let track = request.accept(reserved.track_info(priority));
+        let demand = track.demand();
         let importer = importer(track, reserved, format, hints, &output.container)?;
-        let params = match format {
-            SinkFormat::H264 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H264)),
-            SinkFormat::H265 { codec_data: None } => Some(ParamSets::new(paramsets::Codec::H265)),
-            _ => None,
-        };
         Ok(Self {
             importer,
             name: name.to_string(),
-            params,
+            in_band: InBand::of(format),
+            demand,
+            started: false,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A handle that tells whether anyone subscribes to the track, and waits
+    /// for it to change.
+    pub fn demand(&self) -> moq_net::track::Demand {
+        self.demand.clone()
+    }
+
+    /// Someone subscribes to the track now.
+    pub fn is_used(&self) -> bool {
+        self.demand.is_used()
+    }
+
+    /// A frame was published: the rendition is in the catalog.
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     /// Take a new configuration of the same codec and framing in place (new
@@ -181,7 +244,12 @@ impl Publisher {
                 SinkFormat::Av1 {
                     codec_data: Some(d),
                 },
-            ) => import.initialize(d),
+            ) => {
+                if let Some(InBand::Av1(headers)) = &mut self.in_band {
+                    headers.seed(d);
+                }
+                import.initialize(d)
+            }
             // In-band formats carry their configuration in the keyframes.
             _ => Ok(()),
         }
@@ -189,13 +257,16 @@ impl Publisher {
 
     /// Byte-stream H.264/H.265: the codec whose NAL units the buffers carry.
     pub fn nal_codec(&self) -> Option<paramsets::Codec> {
-        self.params.as_ref().map(ParamSets::codec)
+        match &self.in_band {
+            Some(InBand::Nal(params)) => Some(params.codec()),
+            _ => None,
+        }
     }
 
     /// Publish one whole frame (an access unit, temporal unit or audio packet).
     /// `payload` shares the GStreamer buffer's memory: nothing is copied here,
-    /// except a byte-stream keyframe that lacks its parameter sets (they are
-    /// put in front so a subscriber joining there can decode).
+    /// except a keyframe that lacks its in-band configuration (it is put in
+    /// so a subscriber joining there can decode).
     /// Video keyframes open a new MoQ group; every audio packet is a group of its
     /// own, so the relay forwards it without waiting for the next.
     pub fn write(
@@ -204,10 +275,8 @@ impl Publisher {
         timestamp: moq_net::Timestamp,
         keyframe: bool,
     ) -> Result<(), WriteError> {
-        let payload = match &mut self.params {
-            Some(params) if keyframe => params
-                .complete(payload)
-                .map_err(|_| WriteError::NoParameterSets(params.codec().names()))?,
+        let payload = match &mut self.in_band {
+            Some(in_band) if keyframe => in_band.complete(payload)?,
             _ => payload,
         };
         let frame = || moq_mux::container::Frame {
@@ -231,6 +300,7 @@ impl Publisher {
                 import.cut(None)?;
             }
         }
+        self.started = true;
         Ok(())
     }
 

@@ -70,6 +70,8 @@ pub struct WriteContext {
     pub max_group: Option<gst::ClockTime>,
     /// The element's running time when the buffer came.
     pub now: Option<gst::ClockTime>,
+    /// `on-demand`: publish only while someone subscribes.
+    pub on_demand: bool,
 }
 
 /// How caps were taken.
@@ -88,6 +90,8 @@ pub struct Counters {
     pub bytes: u64,
     pub groups: u64,
     pub dropped: u64,
+    /// Buffers not published because no one subscribed (`on-demand`).
+    pub unwatched: u64,
 }
 
 /// Where new tracks are published.
@@ -131,7 +135,20 @@ pub struct Track {
     warned_params: bool,
     /// Running time of the last keyframe request for parameter sets.
     params_requested: Option<gst::ClockTime>,
+    /// `on-demand` dropped the last buffer: no one subscribed.
+    unwatched: bool,
+    /// Watches the track's subscribers (`on-demand`).
+    demand_watch: Option<DemandWatch>,
     counters: Counters,
+}
+
+/// A task following a track's subscribers, stopped with the track.
+struct DemandWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for DemandWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Track {
@@ -163,6 +180,46 @@ impl Track {
     /// A rendition is in the catalog (or on its way, with the first keyframe).
     pub fn is_publishing(&self) -> bool {
         self.publisher.is_some()
+    }
+
+    /// Whether anyone subscribes to the track being published.
+    pub fn is_used(&self) -> bool {
+        self.publisher.as_ref().is_some_and(Publisher::is_used)
+    }
+
+    /// The subscriber presence of the track being published.
+    pub fn demand(&self) -> Option<moq_net::track::Demand> {
+        self.publisher.as_ref().map(Publisher::demand)
+    }
+
+    /// Keep `watch` (a task following `demand`) until the track is replaced.
+    pub fn set_demand_watch(&mut self, watch: tokio::task::JoinHandle<()>) {
+        self.demand_watch = Some(DemandWatch(watch));
+    }
+
+    /// `on-demand`: whether to drop a buffer, unread, because no one
+    /// subscribes. The track's first frame always goes out, since some
+    /// renditions only enter the catalog with it (and a player reads the
+    /// catalog before it subscribes). When a subscriber comes, video waits
+    /// for a keyframe (the element asks for one as it comes).
+    fn unwatched(&mut self) -> bool {
+        let Some(publisher) = &self.publisher else {
+            return false;
+        };
+        if !publisher.started() {
+            return false;
+        }
+        if publisher.is_used() {
+            if std::mem::take(&mut self.unwatched) {
+                self.assembler = Assembler::default();
+                self.need_keyframe = self.kind == TrackKind::Video;
+                self.keyframe_requested = None;
+            }
+            return false;
+        }
+        self.unwatched = true;
+        self.counters.unwatched += 1;
+        true
     }
 
     pub fn set_segment(&mut self, segment: gst::FormattedSegment<gst::ClockTime>) {
@@ -272,6 +329,14 @@ impl Track {
                 Refused::Eos
             };
             return Written::refused(refused, None);
+        }
+        if ctx.on_demand && self.unwatched() {
+            return Written {
+                result: Ok(()),
+                request_keyframe: false,
+                reports: Vec::new(),
+                delay_us: None,
+            };
         }
         let time = self
             .segment

@@ -569,6 +569,7 @@ impl ObjectSubclass for MoqSrc {
     const NAME: &'static str = "GstMoqSrc";
     type Type = super::MoqSrc;
     type ParentType = gst::Element;
+    type Interfaces = (gst::URIHandler,);
 }
 
 impl ObjectImpl for MoqSrc {
@@ -579,7 +580,10 @@ impl ObjectImpl for MoqSrc {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames, bytes, groups (keyframes) and discontinuities received, resubscriptions, rejoins (rejoin-for-keyframes), rendition switches (down and up) and reconnects since the element was made; delay-us: how much later than its timestamp the last frame was pushed, i.e. its delay over the fastest frame so far (more than `latency` makes synchronising sinks drop it); the negotiated version, the RTT and the relay's estimate of what it can send (bits/s)")
+                    .blurb(
+                "What was received since the element was made (frames, bytes, groups, \
+                 switches, reconnects), the current delay-us, the version and the RTT; see the README",
+            )
                     .read_only()
                     .build(),
             );
@@ -614,12 +618,9 @@ impl ObjectImpl for MoqSrc {
                 glib::ParamSpecBoolean::builder("rejoin-for-keyframes")
                     .nick("Rejoin for keyframes")
                     .blurb(
-                        "Answer a keyframe request from downstream by subscribing to the video \
-                         track again, so the relay re-sends its current group from the keyframe \
-                         (at most once a second). The re-sent frames keep their older \
-                         timestamps: for branches that start at a keyframe (a tee's new branch, \
-                         a WebRTC viewer), not for one decoder that already played them",
-                    )
+                "Answer a keyframe request from downstream by subscribing to the video track \
+                 again, so the relay re-sends its current group (at most once a second)",
+            )
                     .default_value(false)
                     .mutable_playing()
                     .build(),
@@ -707,6 +708,26 @@ impl ObjectImpl for MoqSrc {
 }
 
 impl GstObjectImpl for MoqSrc {}
+
+impl URIHandlerImpl for MoqSrc {
+    const URI_TYPE: gst::URIType = gst::URIType::Src;
+
+    fn protocols() -> &'static [&'static str] {
+        crate::uri::PROTOCOLS
+    }
+
+    fn uri(&self) -> Option<String> {
+        crate::uri::of(&self.settings().connection)
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        let location = crate::uri::location(self.obj().upcast_ref(), uri)?;
+        location.apply(&mut self.settings().connection);
+        self.obj().notify("url");
+        self.obj().notify("broadcast");
+        Ok(())
+    }
+}
 
 impl ElementImpl for MoqSrc {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {

@@ -70,7 +70,7 @@ mod timeline;
 mod wire;
 
 glib::wrapper! {
-    pub struct MoqSrc(ObjectSubclass<imp::MoqSrc>) @extends gst::Element, gst::Object;
+    pub struct MoqSrc(ObjectSubclass<imp::MoqSrc>) @extends gst::Element, gst::Object, @implements gst::URIHandler;
 }
 
 glib::wrapper! {

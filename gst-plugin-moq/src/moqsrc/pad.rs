@@ -201,10 +201,9 @@ impl ObjectImpl for MoqSrcPad {
                 gst::ParamSpecArray::builder("renditions")
                     .nick("Renditions")
                     .blurb(
-                        "The catalog renditions this pad may play, best first: a \
-                         'rendition' structure each, with track and caps, and height, \
-                         bitrate (bits/s) and framerate when the catalog gives them",
-                    )
+                "The catalog renditions this pad may play, best first, each a structure with \
+                 its track and caps",
+            )
                     .read_only()
                     .build(),
             ]
