@@ -782,7 +782,8 @@ impl ObjectImpl for MoqSink {
                     .nick("Statistics")
                     .blurb(
                         "What was published since the element was made (frames, bytes, groups, \
-                 drops, reconnects), the current delay-us, the version and the RTT; see the README",
+                         drops, reconnects), whether anyone subscribes, the current delay-us, the \
+                         version and the RTT; see the README",
                     )
                     .read_only()
                     .build(),

@@ -89,6 +89,18 @@ impl InBand {
     }
 }
 
+/// Whether the caps alone give the catalog rendition its codec; if not,
+/// the first keyframe does (moq-mux reads it from the parameters inside).
+fn described_by_caps(format: &SinkFormat, hints: &VideoHints) -> bool {
+    match format {
+        SinkFormat::H264 { codec_data: None } => hints.h264.is_some(),
+        SinkFormat::H265 { codec_data: None }
+        | SinkFormat::Vp9
+        | SinkFormat::Av1 { codec_data: None } => false,
+        _ => true,
+    }
+}
+
 /// A published track.
 pub struct Publisher {
     importer: Importer,
@@ -96,9 +108,9 @@ pub struct Publisher {
     in_band: Option<InBand>,
     /// Whether anyone (the relay, for its subscribers) reads the track.
     demand: moq_net::track::Demand,
-    /// A frame went out: renditions whose codec the first keyframe tells
-    /// (VP9, AV1, H.265) are in the catalog.
-    started: bool,
+    /// The rendition is in the catalog: from the caps, or (VP9, byte-stream
+    /// H.265, AV1 without `av1C`) once the first keyframe told the codec.
+    in_catalog: bool,
 }
 
 fn video_hint(
@@ -199,7 +211,7 @@ impl Publisher {
             name: name.to_string(),
             in_band: InBand::of(format),
             demand,
-            started: false,
+            in_catalog: described_by_caps(format, hints),
         })
     }
 
@@ -218,9 +230,9 @@ impl Publisher {
         self.demand.is_used()
     }
 
-    /// A frame was published: the rendition is in the catalog.
-    pub fn started(&self) -> bool {
-        self.started
+    /// The rendition is in the catalog, so a player can find the track.
+    pub fn in_catalog(&self) -> bool {
+        self.in_catalog
     }
 
     /// Take a new configuration of the same codec and framing in place (new
@@ -300,7 +312,7 @@ impl Publisher {
                 import.cut(None)?;
             }
         }
-        self.started = true;
+        self.in_catalog = true;
         Ok(())
     }
 

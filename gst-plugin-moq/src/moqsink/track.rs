@@ -198,15 +198,17 @@ impl Track {
     }
 
     /// `on-demand`: whether to drop a buffer, unread, because no one
-    /// subscribes. The track's first frame always goes out, since some
-    /// renditions only enter the catalog with it (and a player reads the
-    /// catalog before it subscribes). When a subscriber comes, video waits
+    /// subscribes. A rendition whose codec the caps do not tell (VP9,
+    /// byte-stream H.265, AV1 without `av1C`) publishes its first keyframe
+    /// regardless, or no player would find it in the catalog; that keyframe
+    /// stays the track's latest group, which the first subscriber gets
+    /// (stale) before the one asked for. When a subscriber comes, video waits
     /// for a keyframe (the element asks for one as it comes).
     fn unwatched(&mut self) -> bool {
         let Some(publisher) = &self.publisher else {
             return false;
         };
-        if !publisher.started() {
+        if !publisher.in_catalog() {
             return false;
         }
         if publisher.is_used() {

@@ -581,9 +581,10 @@ impl ObjectImpl for MoqSrc {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                "What was received since the element was made (frames, bytes, groups, \
-                 switches, reconnects), the current delay-us, the version and the RTT; see the README",
-            )
+                        "What was received since the element was made (frames, bytes, groups, \
+                         switches, reconnects), the current delay-us, the version and the RTT; \
+                         see the README",
+                    )
                     .read_only()
                     .build(),
             );

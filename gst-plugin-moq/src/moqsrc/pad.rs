@@ -201,9 +201,9 @@ impl ObjectImpl for MoqSrcPad {
                 gst::ParamSpecArray::builder("renditions")
                     .nick("Renditions")
                     .blurb(
-                "The catalog renditions this pad may play, best first, each a structure with \
-                 its track and caps",
-            )
+                        "The catalog renditions this pad may play, best first, each a structure \
+                         with its track and caps",
+                    )
                     .read_only()
                     .build(),
             ]
