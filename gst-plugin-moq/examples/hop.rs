@@ -29,9 +29,9 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{Worker, process_cpu, relay};
+use common::{Worker, frame_key, process_cpu, relay, wall_ns};
 use gst::prelude::*;
 
 /// Frames of the first seconds are left out: the subscriber joins mid-group
@@ -40,22 +40,6 @@ const WARMUP_FRAMES: usize = 90;
 
 const USAGE: &str =
     "usage: hop [--seconds N] [--relay URL] [--plugin-path DIR] [--relay-cc loss|delay]";
-
-fn wall_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos()
-}
-
-/// FNV-1a over the last 64 bytes of a frame.
-fn frame_key(buffer: &gst::BufferRef) -> Option<u64> {
-    let map = buffer.map_readable().ok()?;
-    let tail = &map[map.len().saturating_sub(64)..];
-    Some(tail.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    }))
-}
 
 /// GStreamer, and this crate's elements unless another plugin is asked for.
 fn init() {

@@ -7,6 +7,26 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+/// Wall-clock nanoseconds: comparable across the examples' processes.
+#[allow(dead_code)]
+pub fn wall_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+/// A frame recognised on both sides of the relay: FNV-1a over its last 64
+/// bytes (its entropy-coded end, which no framing changes).
+#[allow(dead_code)]
+pub fn frame_key(buffer: &gst::BufferRef) -> Option<u64> {
+    let map = buffer.map_readable().ok()?;
+    let tail = &map[map.len().saturating_sub(64)..];
+    Some(tail.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    }))
+}
+
 /// CPU time of this whole process so far (all threads, nanoseconds).
 pub fn process_cpu() -> Duration {
     let mut total = 0u64;

@@ -722,6 +722,38 @@ impl MoqSink {
     }
 }
 
+/// What moqsink publishes besides the media: its catalogs, their framing,
+/// and whether it publishes while no one watches.
+fn publishing_properties() -> Vec<glib::ParamSpec> {
+    vec![
+        glib::ParamSpecEnum::builder::<super::Container>("container")
+            .nick("Container")
+            .blurb(
+                "How the hang catalog's tracks package frames: legacy (hang's own, \
+                         every hang reader) or loc (the MoQ project's LOC framing)",
+            )
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder::<super::Catalogs>("catalogs")
+            .nick("Catalogs")
+            .blurb(
+                "Which catalogs to publish: both, hang (catalog.json, for the MoQ \
+                         project's players) or msf (the IETF catalog with LOC tracks)",
+            )
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecBoolean::builder("on-demand")
+            .nick("On demand")
+            .blurb(
+                "Publish a track only while someone subscribes to it: otherwise drop its \
+                         buffers unread, and ask upstream for a keyframe when a subscriber comes",
+            )
+            .default_value(false)
+            .mutable_ready()
+            .build(),
+    ]
+}
+
 #[glib::object_subclass]
 impl ObjectSubclass for MoqSink {
     const NAME: &'static str = "GstMoqSink";
@@ -746,37 +778,7 @@ impl ObjectImpl for MoqSink {
                     .mutable_playing()
                     .build(),
             );
-            props.push(
-                glib::ParamSpecEnum::builder::<super::Container>("container")
-                    .nick("Container")
-                    .blurb(
-                        "How the hang catalog's tracks package frames: legacy (hang's own, \
-                         every hang reader) or loc (the MoQ project's LOC framing)",
-                    )
-                    .mutable_ready()
-                    .build(),
-            );
-            props.push(
-                glib::ParamSpecEnum::builder::<super::Catalogs>("catalogs")
-                    .nick("Catalogs")
-                    .blurb(
-                        "Which catalogs to publish: both, hang (catalog.json, for the MoQ \
-                         project's players) or msf (the IETF catalog with LOC tracks)",
-                    )
-                    .mutable_ready()
-                    .build(),
-            );
-            props.push(
-                glib::ParamSpecBoolean::builder("on-demand")
-                    .nick("On demand")
-                    .blurb(
-                        "Publish a track only while someone subscribes to it: otherwise drop its \
-                         buffers unread, and ask upstream for a keyframe when a subscriber comes",
-                    )
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
-            );
+            props.extend(publishing_properties());
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
