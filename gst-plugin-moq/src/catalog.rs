@@ -24,6 +24,18 @@ pub const AUDIO_SINK_CAPS: &str = "audio/x-opus, channel-mapping-family=(int)0, 
      audio/mpeg, mpegversion=(int)4, stream-format=(string)raw";
 pub const AUDIO_SRC_CAPS: &str = "audio/x-opus, channel-mapping-family=(int)0; \
      audio/mpeg, mpegversion=(int)4, stream-format=(string)raw";
+/// Timed text: plain UTF-8 (roll-up captions) and WebVTT cues; moqsrc also
+/// gives TTML, which other publishers list.
+pub const TEXT_SINK_CAPS: &str = "text/x-raw, format=(string)utf8; application/x-subtitle-vtt";
+pub const TEXT_SRC_CAPS: &str =
+    "text/x-raw, format=(string)utf8; application/x-subtitle-vtt; application/ttml+xml";
+/// Timed data: KLV metadata (MISB ST 0601 and the like, whole KLV units per
+/// buffer) and JSON documents.
+pub const DATA_SINK_CAPS: &str =
+    "meta/x-klv, parsed=(boolean)true; application/x-json; application/json";
+pub const DATA_SRC_CAPS: &str = "meta/x-klv, parsed=(boolean)true; application/x-json";
+/// The catalog's media type for KLV, as RFC 6597 registers it.
+pub const KLV_MIME: &str = "video/smpte336m";
 
 /// The `video_%u` and `audio_%u` pad templates of an element, with its pad
 /// subclass so gst-inspect shows the pad properties.
@@ -32,11 +44,16 @@ pub fn pad_templates(
     presence: gst::PadPresence,
     pad_type: glib::Type,
 ) -> Vec<gst::PadTemplate> {
-    let audio = match direction {
-        gst::PadDirection::Sink => AUDIO_SINK_CAPS,
-        _ => AUDIO_SRC_CAPS,
+    let (audio, text, data) = match direction {
+        gst::PadDirection::Sink => (AUDIO_SINK_CAPS, TEXT_SINK_CAPS, DATA_SINK_CAPS),
+        _ => (AUDIO_SRC_CAPS, TEXT_SRC_CAPS, DATA_SRC_CAPS),
     };
-    [("video_%u", VIDEO_CAPS), ("audio_%u", audio)]
+    [
+        ("video_%u", VIDEO_CAPS),
+        ("audio_%u", audio),
+        ("text_%u", text),
+        ("data_%u", data),
+    ]
         .into_iter()
         .map(|(name, caps)| {
             let caps = caps.parse::<gst::Caps>().expect("valid template caps");
@@ -46,29 +63,42 @@ pub fn pad_templates(
         .collect()
 }
 
-/// Audio or video: decides the pad template, grouping and the catalog section.
+/// What a track carries: decides the pad template, grouping and the catalog
+/// section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TrackKind {
     #[default]
     Video,
     Audio,
+    /// Timed text (the catalog's `text` section).
+    Text,
+    /// Timed data (the catalog's `binary` and `json` sections).
+    Data,
 }
 
 impl TrackKind {
-    /// The kind of a pad template (`video_%u`, `audio_%u`) or pad name.
+    /// The kind of a pad template (`video_%u`, `audio_%u`, `text_%u`,
+    /// `data_%u`) or pad name.
     pub fn of_pad_name(name: &str) -> TrackKind {
-        if name.starts_with("audio") {
-            TrackKind::Audio
-        } else {
-            TrackKind::Video
-        }
+        [TrackKind::Audio, TrackKind::Text, TrackKind::Data]
+            .into_iter()
+            .find(|kind| name.starts_with(kind.as_str()))
+            .unwrap_or(TrackKind::Video)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             TrackKind::Video => "video",
             TrackKind::Audio => "audio",
+            TrackKind::Text => "text",
+            TrackKind::Data => "data",
         }
+    }
+
+    /// Text and data: frames come when there is something to say, not at a
+    /// rate (GStreamer's sparse streams).
+    pub fn is_sparse(self) -> bool {
+        matches!(self, TrackKind::Text | TrackKind::Data)
     }
 }
 
@@ -113,6 +143,14 @@ pub enum SinkFormat {
     Aac {
         codec_data: Bytes,
     },
+    /// UTF-8 text, one caption per buffer.
+    Utf8Text,
+    /// WebVTT, one or more cues per buffer.
+    WebVtt,
+    /// KLV metadata, whole KLV units per buffer.
+    Klv,
+    /// One JSON document per buffer.
+    Json,
 }
 
 /// Optional facts from video caps that seed the catalog before the first
@@ -131,6 +169,8 @@ impl SinkFormat {
     pub fn kind(&self) -> TrackKind {
         match self {
             SinkFormat::Opus { .. } | SinkFormat::Aac { .. } => TrackKind::Audio,
+            SinkFormat::Utf8Text | SinkFormat::WebVtt => TrackKind::Text,
+            SinkFormat::Klv | SinkFormat::Json => TrackKind::Data,
             _ => TrackKind::Video,
         }
     }
@@ -152,6 +192,10 @@ impl SinkFormat {
             SinkFormat::Av1 { .. } => "av01",
             SinkFormat::Opus { .. } => "opus",
             SinkFormat::Aac { .. } => "mp4a",
+            SinkFormat::Utf8Text => "txt",
+            SinkFormat::WebVtt => "vtt",
+            SinkFormat::Klv => "klv",
+            SinkFormat::Json => "json",
         }
     }
 
@@ -318,8 +362,23 @@ pub fn sink_format(caps: &gst::CapsRef) -> Result<SinkFormat, CapsError> {
         "video/x-av1" => av1_format(s),
         "audio/x-opus" => opus_format(s),
         "audio/mpeg" => aac_format(s),
+        "text/x-raw" => match s.get_optional::<&str>("format").ok().flatten() {
+            None | Some("utf8") => Ok(SinkFormat::Utf8Text),
+            Some(other) => Err(caps_error!(
+                "text/x-raw format={other} is not supported: only utf8 (plain text)"
+            )),
+        },
+        "application/x-subtitle-vtt" => Ok(SinkFormat::WebVtt),
+        "meta/x-klv" => match s.get_optional::<bool>("parsed").ok().flatten() {
+            Some(true) => Ok(SinkFormat::Klv),
+            _ => Err(caps_error!(
+                "meta/x-klv must be parsed=true: whole KLV units per buffer"
+            )),
+        },
+        "application/x-json" | "application/json" => Ok(SinkFormat::Json),
         other => Err(caps_error!(
-            "{other} is not a format moqsink carries (H.264, H.265, VP8, VP9, AV1, Opus, AAC)"
+            "{other} is not a format moqsink carries (H.264, H.265, VP8, VP9, AV1, Opus, AAC, \
+             UTF-8 text, WebVTT, KLV, JSON)"
         )),
     }
 }
@@ -517,6 +576,56 @@ pub fn audio_caps(config: &AudioConfig) -> Result<gst::Caps, CapsError> {
     }
 }
 
+/// Caps for a text rendition of the catalog.
+pub fn text_caps(config: &hang::catalog::TextConfig) -> Result<gst::Caps, CapsError> {
+    use hang::catalog::TextFormat;
+    match &config.format {
+        TextFormat::Utf8 => Ok(gst::Caps::builder("text/x-raw")
+            .field("format", "utf8")
+            .build()),
+        TextFormat::Vtt => Ok(gst::Caps::new_empty_simple("application/x-subtitle-vtt")),
+        TextFormat::Ttml => Ok(gst::Caps::new_empty_simple("application/ttml+xml")),
+        other => Err(caps_error!("text format '{other}' is not supported")),
+    }
+}
+
+/// The payloads of a data track are sent as they are, uncompressed, and
+/// each frame is a whole value: the modes moqsrc reads.
+fn plain_data(
+    mode: &hang::catalog::Mode,
+    compression: Option<&hang::catalog::Compression>,
+) -> Result<(), CapsError> {
+    if let Some(compression) = compression {
+        return Err(caps_error!(
+            "data compressed with '{compression}' is not supported"
+        ));
+    }
+    match mode {
+        hang::catalog::Mode::Snapshot | hang::catalog::Mode::Stream => Ok(()),
+        other => Err(caps_error!("data track mode '{other}' is not known")),
+    }
+}
+
+/// Caps for a binary data track of the catalog, by its media type.
+pub fn binary_caps(config: &hang::catalog::BinaryConfig) -> Result<gst::Caps, CapsError> {
+    plain_data(&config.mode, config.compression.as_ref())?;
+    match config.mime.as_deref() {
+        Some(KLV_MIME) => Ok(gst::Caps::builder("meta/x-klv")
+            .field("parsed", true)
+            .build()),
+        Some(other) => Err(caps_error!("binary data of type '{other}' is not supported")),
+        None => Err(caps_error!(
+            "binary data with no media type is not supported"
+        )),
+    }
+}
+
+/// Caps for a JSON data track of the catalog.
+pub fn json_caps(config: &hang::catalog::JsonConfig) -> Result<gst::Caps, CapsError> {
+    plain_data(&config.mode, config.compression.as_ref())?;
+    Ok(gst::Caps::new_empty_simple("application/x-json"))
+}
+
 /// The two-byte AudioSpecificConfig for a catalog entry without a
 /// description, from the profile, rate and channels it gives.
 fn aac_config(profile: u8, sample_rate: u32, channels: i32) -> Result<Bytes, CapsError> {
@@ -604,6 +713,48 @@ mod tests {
         ] {
             let f = sink_format(&caps(c)).unwrap_or_else(|e| panic!("{c}: {e}"));
             assert_eq!(f.track_suffix(), suffix, "{c}");
+        }
+    }
+
+    #[test]
+    fn text_and_data_formats_both_ways() {
+        init();
+        use hang::catalog::{BinaryConfig, JsonConfig, Mode, TextConfig, TextFormat};
+        for (c, format, kind, suffix) in [
+            ("text/x-raw,format=utf8", SinkFormat::Utf8Text, TrackKind::Text, "txt"),
+            ("application/x-subtitle-vtt", SinkFormat::WebVtt, TrackKind::Text, "vtt"),
+            ("meta/x-klv,parsed=true", SinkFormat::Klv, TrackKind::Data, "klv"),
+            ("application/x-json", SinkFormat::Json, TrackKind::Data, "json"),
+            ("application/json", SinkFormat::Json, TrackKind::Data, "json"),
+        ] {
+            let f = sink_format(&caps(c)).unwrap_or_else(|e| panic!("{c}: {e}"));
+            assert_eq!((&f, f.kind(), f.track_suffix()), (&format, kind, suffix));
+        }
+        let e = sink_format(&caps("text/x-raw,format=pango-markup")).unwrap_err();
+        assert!(e.0.contains("utf8"), "{e}");
+        let e = sink_format(&caps("meta/x-klv,parsed=false")).unwrap_err();
+        assert!(e.0.contains("parsed=true"), "{e}");
+
+        // Back from the catalog: the caps the sink took.
+        let vtt = text_caps(&TextConfig::new(TextFormat::Vtt)).unwrap();
+        assert_eq!(sink_format(&vtt).unwrap(), SinkFormat::WebVtt);
+        let utf8 = text_caps(&TextConfig::new(TextFormat::Utf8)).unwrap();
+        assert_eq!(sink_format(&utf8).unwrap(), SinkFormat::Utf8Text);
+        assert!(text_caps(&TextConfig::new(TextFormat::Unknown("cea708".into()))).is_err());
+        let mut klv = BinaryConfig::new(Mode::Snapshot);
+        klv.mime = Some(KLV_MIME.into());
+        assert_eq!(sink_format(&binary_caps(&klv).unwrap()).unwrap(), SinkFormat::Klv);
+        klv.mime = Some("image/jpeg".into());
+        assert!(binary_caps(&klv).unwrap_err().0.contains("image/jpeg"));
+        let json = json_caps(&JsonConfig::new(Mode::Stream)).unwrap();
+        assert_eq!(sink_format(&json).unwrap(), SinkFormat::Json);
+        let mut zipped = JsonConfig::new(Mode::Snapshot);
+        zipped.compression = Some(hang::catalog::Compression::Deflate);
+        assert!(json_caps(&zipped).unwrap_err().0.contains("compressed"));
+        assert!(json_caps(&JsonConfig::new(Mode::Unknown("x".into()))).is_err());
+        // Pad names give their kind.
+        for kind in [TrackKind::Video, TrackKind::Audio, TrackKind::Text, TrackKind::Data] {
+            assert_eq!(TrackKind::of_pad_name(&format!("{}_3", kind.as_str())), kind);
         }
     }
 

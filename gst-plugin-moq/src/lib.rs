@@ -20,6 +20,7 @@ mod log;
 mod moqsink;
 mod moqsrc;
 mod msf;
+mod raw;
 mod runtime;
 mod stats;
 mod uri;

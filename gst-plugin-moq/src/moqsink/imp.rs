@@ -301,7 +301,12 @@ impl MoqSink {
                 return;
             }
             let catalog = session.catalog.snapshot();
-            if catalog.video.renditions.len() + catalog.audio.renditions.len() < pads.len() {
+            let listed = catalog.video.renditions.len()
+                + catalog.audio.renditions.len()
+                + catalog.text.renditions.len()
+                + catalog.json.tracks.len()
+                + catalog.binary.tracks.len();
+            if listed < pads.len() {
                 return;
             }
         }

@@ -44,7 +44,18 @@ enum Importer {
     Vp9(codec::vp9::Import),
     Opus(codec::opus::Import),
     Aac(codec::aac::Import),
+    /// Timed text in the element's container (a cue's timestamp travels in
+    /// it, as a media frame's does).
+    Text(Timed<moq_mux::catalog::hang::Container, hang::catalog::TextConfig>),
+    /// KLV, listed in the catalog's `binary` section.
+    Binary(Timed<crate::raw::Raw, hang::catalog::BinaryConfig>),
+    /// JSON, listed in the catalog's `json` section.
+    Json(Timed<crate::raw::Raw, hang::catalog::JsonConfig>),
 }
+
+/// A text or data track: one group per buffer, each the latest value (the
+/// catalog's `snapshot` mode for data).
+type Timed<C, R> = moq_mux::container::Producer<C, R>;
 
 /// Decoder configuration that has to travel in band on every keyframe (the
 /// hang catalog carries none for these formats), put there when a keyframe
@@ -185,6 +196,26 @@ fn importer(
             let config = audio(codec::aac::config(codec_data)?);
             Importer::Aac(codec::aac::Import::new(track, reserved, config)?)
         }
+        SinkFormat::Utf8Text | SinkFormat::WebVtt => {
+            let format = match format {
+                SinkFormat::WebVtt => hang::catalog::TextFormat::Vtt,
+                _ => hang::catalog::TextFormat::Utf8,
+            };
+            let mut config = hang::catalog::TextConfig::new(format);
+            config.container = container.clone();
+            let framing =
+                moq_mux::catalog::hang::Container::new(container, moq_mux::container::Kind::Data)?;
+            Importer::Text(reserved.text(track, framing, config)?)
+        }
+        SinkFormat::Klv => {
+            let mut config = hang::catalog::BinaryConfig::new(hang::catalog::Mode::Snapshot);
+            config.mime = Some(crate::catalog::KLV_MIME.into());
+            Importer::Binary(reserved.track(track, crate::raw::Raw, config)?)
+        }
+        SinkFormat::Json => {
+            let config = hang::catalog::JsonConfig::new(hang::catalog::Mode::Snapshot);
+            Importer::Json(reserved.track(track, crate::raw::Raw, config)?)
+        }
     })
 }
 
@@ -202,6 +233,9 @@ impl Publisher {
         let priority = match format.kind() {
             crate::catalog::TrackKind::Video => hang::catalog::PRIORITY.video,
             crate::catalog::TrackKind::Audio => hang::catalog::PRIORITY.audio,
+            crate::catalog::TrackKind::Text | crate::catalog::TrackKind::Data => {
+                hang::catalog::PRIORITY.text
+            }
         };
         let track = request.accept(reserved.track_info(priority));
         let demand = track.demand();
@@ -311,6 +345,9 @@ impl Publisher {
                 import.decode(payload, Some(timestamp))?;
                 import.cut(None)?;
             }
+            Importer::Text(track) => write_whole(track, payload, timestamp)?,
+            Importer::Binary(track) => write_whole(track, payload, timestamp)?,
+            Importer::Json(track) => write_whole(track, payload, timestamp)?,
         }
         self.in_catalog = true;
         Ok(())
@@ -325,8 +362,13 @@ impl Publisher {
             Importer::Av1(import) => import.cut(Some(end)),
             Importer::Vp8(import) => import.cut(Some(end)),
             Importer::Vp9(import) => import.cut(Some(end)),
-            // Every audio packet is a group of its own, closed as it is written.
-            Importer::Opus(_) | Importer::Aac(_) => Ok(()),
+            // Every audio packet, cue and value is a group of its own,
+            // closed as it is written.
+            Importer::Opus(_)
+            | Importer::Aac(_)
+            | Importer::Text(_)
+            | Importer::Binary(_)
+            | Importer::Json(_) => Ok(()),
         }
     }
 
@@ -340,6 +382,30 @@ impl Publisher {
             Importer::Vp9(import) => import.finish(),
             Importer::Opus(import) => import.finish(),
             Importer::Aac(import) => import.finish(),
+            Importer::Text(track) => track.finish(),
+            Importer::Binary(track) => track.finish(),
+            Importer::Json(track) => track.finish(),
         }
     }
+}
+
+/// A cue or value as a group of its own, closed at once so the relay sends
+/// it on without waiting for the next: a subscriber joining gets the latest.
+fn write_whole<C, R>(
+    track: &mut Timed<C, R>,
+    payload: Bytes,
+    timestamp: moq_net::Timestamp,
+) -> Result<(), moq_mux::Error>
+where
+    C: moq_mux::container::Container,
+    R: moq_mux::catalog::RenditionConfig<()>,
+    moq_mux::Error: From<C::Error>,
+{
+    track.write(moq_mux::container::Frame {
+        timestamp,
+        duration: None,
+        payload,
+        keyframe: true,
+    })?;
+    track.cut(None)
 }

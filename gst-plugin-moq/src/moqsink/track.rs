@@ -344,6 +344,8 @@ impl Track {
             .segment
             .as_ref()
             .and_then(|segment| segment.to_running_time(buffer.pts().or(buffer.dts())))
+            // Text and data without a timestamp are stamped as they come.
+            .or(ctx.now.filter(|_| self.kind.is_sparse()))
             .map(gst::ClockTime::nseconds);
         let flags = buffer.flags();
         let duration = buffer.duration();
@@ -377,9 +379,9 @@ impl Track {
         flags: gst::BufferFlags,
         written: &mut Written,
     ) -> Vec<Frame> {
-        if self.kind == TrackKind::Audio {
+        if self.kind != TrackKind::Video {
             // Audio RTP marks the start of a talkspurt, not a frame's end:
-            // every buffer is a frame.
+            // every buffer is a frame, as every cue and value is.
             return time
                 .map(|time| Frame {
                     time,

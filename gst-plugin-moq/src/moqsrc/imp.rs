@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -84,8 +85,8 @@ struct State {
     pads: Vec<MoqSrcPad>,
     flow_combiner: gst_base::UniqueFlowCombiner,
     group_id: gst::GroupId,
-    next_video: u32,
-    next_audio: u32,
+    /// The number of the next pad of each kind (`video_0`, `text_1`).
+    next_pad: HashMap<TrackKind, u32>,
 }
 
 impl Default for State {
@@ -97,8 +98,7 @@ impl Default for State {
             pads: Vec::new(),
             flow_combiner: gst_base::UniqueFlowCombiner::new(),
             group_id: gst::GroupId::next(),
-            next_video: 0,
-            next_audio: 0,
+            next_pad: HashMap::new(),
         }
     }
 }
@@ -189,8 +189,7 @@ impl MoqSrc {
             if let Some(ticker) = state.ticker.take() {
                 ticker.abort();
             }
-            state.next_video = 0;
-            state.next_audio = 0;
+            state.next_pad.clear();
             (state.session.take(), std::mem::take(&mut state.pads))
         };
         // Aborting the session drops every track reader and with them the
@@ -223,7 +222,7 @@ impl MoqSrc {
             gst::warning!(CAT, imp = self, "cannot activate pad {name}");
             return None;
         }
-        self.store_first_events(&pad, track, group_id, &caps);
+        self.store_first_events(&pad, track, group_id, &caps, kind);
         let Some(tx) = self.start_pad_task(&pad) else {
             gst::warning!(CAT, imp = self, "cannot start the task of pad {name}");
             return None;
@@ -257,10 +256,7 @@ impl MoqSrc {
         if !state.running {
             return None;
         }
-        let n = match kind {
-            TrackKind::Video => &mut state.next_video,
-            TrackKind::Audio => &mut state.next_audio,
-        };
+        let n = state.next_pad.entry(kind).or_default();
         let name = format!("{}_{}", kind.as_str(), *n);
         *n += 1;
         Some((name, state.group_id))
@@ -274,11 +270,20 @@ impl MoqSrc {
         track: &str,
         group_id: gst::GroupId,
         caps: &gst::Caps,
+        kind: TrackKind,
     ) {
         let stream_id = pad.create_stream_id(&*self.obj(), Some(track));
+        // Text and data come now and then: downstream that waits on every
+        // pad (an aggregator, a muxer) must not wait for them.
+        let flags = if kind.is_sparse() {
+            gst::StreamFlags::SPARSE
+        } else {
+            gst::StreamFlags::empty()
+        };
         let _ = pad.store_sticky_event(
             &gst::event::StreamStart::builder(stream_id.as_str())
                 .group_id(group_id)
+                .flags(flags)
                 .build(),
         );
         let _ = pad.store_sticky_event(&gst::event::Caps::new(caps));

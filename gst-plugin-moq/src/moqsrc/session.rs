@@ -163,46 +163,65 @@ pub(super) async fn run_session(
     }
 }
 
-/// The renditions of a catalog we can play, video first, in catalog order
-/// (`ietf`: of an MSF catalog). Those we cannot are reported once each as a
-/// warning and left out.
+/// The renditions of a catalog we can play: video, audio, text, then data,
+/// each in catalog order (`ietf`: of an MSF catalog). Those we cannot are
+/// reported once each as a warning and left out.
 fn renditions(
     element: &glib::WeakRef<super::MoqSrc>,
     catalog: &moq_mux::catalog::hang::Catalog,
     ietf: bool,
     skipped: &mut HashSet<String>,
 ) -> Vec<Rendition> {
-    let mut out = Vec::new();
+    use moq_mux::container::Kind;
+    let rung = |name: &String, height: Option<u32>, bitrate, framerate| abr::Rung {
+        name: name.clone(),
+        height: height.unwrap_or(0),
+        bitrate,
+        framerate,
+    };
+    let framed = |container: &hang::catalog::Container, kind| Wire {
+        container: container.clone(),
+        kind,
+        ietf,
+        raw: false,
+    };
+    let raw = Wire {
+        container: hang::catalog::Container::default(),
+        kind: Kind::Data,
+        ietf,
+        raw: true,
+    };
     let video = catalog.video.renditions.iter().map(|(name, config)| {
-        let rung = abr::Rung {
-            name: name.clone(),
-            height: config.coded_height.unwrap_or(0),
-            bitrate: config.bitrate,
-            framerate: config.framerate,
-        };
-        let caps = catalog::video_caps(config).map_err(|e| e.to_string());
-        (name, TrackKind::Video, caps, &config.container, rung)
+        let rung = rung(name, config.coded_height, config.bitrate, config.framerate);
+        let caps = catalog::video_caps(config);
+        let wire = framed(&config.container, Kind::Video);
+        (name, TrackKind::Video, caps, wire, rung)
     });
     let audio = catalog.audio.renditions.iter().map(|(name, config)| {
-        let rung = abr::Rung {
-            name: name.clone(),
-            height: 0,
-            bitrate: config.bitrate,
-            framerate: None,
-        };
-        let caps = catalog::audio_caps(config).map_err(|e| e.to_string());
-        (name, TrackKind::Audio, caps, &config.container, rung)
+        let rung = rung(name, None, config.bitrate, None);
+        let caps = catalog::audio_caps(config);
+        let wire = framed(&config.container, Kind::Audio);
+        (name, TrackKind::Audio, caps, wire, rung)
     });
-    for (name, kind, caps, container, rung) in video.chain(audio) {
-        let mux_kind = match kind {
-            TrackKind::Video => moq_mux::container::Kind::Video,
-            TrackKind::Audio => moq_mux::container::Kind::Audio,
-        };
-        let wire = Wire {
-            container: container.clone(),
-            kind: mux_kind,
-            ietf,
-        };
+    let text = catalog.text.renditions.iter().map(|(name, config)| {
+        let caps = catalog::text_caps(config);
+        let wire = framed(&config.container, Kind::Data);
+        (name, TrackKind::Text, caps, wire, rung(name, None, None, None))
+    });
+    let binary = catalog.binary.tracks.iter().map(|(name, config)| {
+        let caps = catalog::binary_caps(config);
+        let rung = rung(name, None, config.bitrate, None);
+        (name, TrackKind::Data, caps, raw.clone(), rung)
+    });
+    let json = catalog.json.tracks.iter().map(|(name, config)| {
+        let caps = catalog::json_caps(config);
+        let rung = rung(name, None, config.bitrate, None);
+        (name, TrackKind::Data, caps, raw.clone(), rung)
+    });
+    let mut out = Vec::new();
+    let all = video.chain(audio).chain(text).chain(binary).chain(json);
+    for (name, kind, caps, wire, rung) in all {
+        let caps = caps.map_err(|e| e.to_string());
         match (caps, wire.reader()) {
             (Ok(caps), Ok(_)) => out.push(Rendition {
                 name: name.clone(),
@@ -365,6 +384,10 @@ impl Selection {
                 feeds.push((kind.as_str().to_owned(), feed));
             }
         }
+        // Text and data tracks are not alternatives of one another (two
+        // languages, two sensors): each gets a pad of its own.
+        let sparse = all.into_iter().filter(|r| r.kind.is_sparse());
+        feeds.extend(sparse.map(|r| (r.name.clone(), vec![r])));
         Ok(feeds)
     }
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
 //! How a track's frames are packed, and the reader for it: the containers
-//! moq-mux reads (hang's legacy, CMAF, the MoQ project's LOC framing), and
-//! IETF LOC, as MSF catalogs list it (see `crate::msf`).
+//! moq-mux reads (hang's legacy, CMAF, the MoQ project's LOC framing), IETF
+//! LOC, as MSF catalogs list it (see `crate::msf`), and the bare payloads of
+//! data tracks (see `crate::raw`).
 
 use std::sync::Arc;
 use std::task::{Poll, ready};
@@ -17,10 +18,15 @@ pub(super) struct Wire {
     pub(super) kind: Kind,
     /// The track came from an MSF catalog: `loc` there is IETF LOC.
     pub(super) ietf: bool,
+    /// A `binary` or `json` track: no container, `container` is unused.
+    pub(super) raw: bool,
 }
 
 impl Wire {
     pub(super) fn reader(&self) -> Result<WireReader, String> {
+        if self.raw {
+            return Ok(WireReader::Raw);
+        }
         if self.ietf && self.container == hang::catalog::Container::Loc {
             return Ok(WireReader::IetfLoc(self.kind));
         }
@@ -37,6 +43,8 @@ pub(super) enum WireReader {
     /// timestamp from the object's properties (the relay puts it on the
     /// frame). Keyframes are the groups' first frames, as for hang's.
     IetfLoc(Kind),
+    /// Bare payloads, each frame's timestamp its own.
+    Raw,
 }
 
 impl Container for WireReader {
@@ -49,6 +57,7 @@ impl Container for WireReader {
     ) -> Result<(), Self::Error> {
         match self {
             Self::Mux(mux) => mux.write(group, frames),
+            Self::Raw => crate::raw::Raw.write(group, frames),
             // moqsrc only reads; moqsink writes IETF LOC its own way.
             Self::IetfLoc(_) => Err(moq_mux::Error::UnsupportedContainer(
                 "writing IETF LOC through a reader".into(),
@@ -63,6 +72,7 @@ impl Container for WireReader {
     ) -> Poll<Result<Option<Vec<Frame>>, Self::Error>> {
         match self {
             Self::Mux(mux) => mux.poll_read(group, waiter),
+            Self::Raw => crate::raw::Raw.poll_read(group, waiter),
             Self::IetfLoc(_) => {
                 let Some(frame) = ready!(group.poll_read_frame(waiter)?) else {
                     return Poll::Ready(Ok(None));
@@ -83,7 +93,7 @@ impl Container for WireReader {
     fn end(&self, frame: &Frame) -> Option<moq_net::Timestamp> {
         match self {
             Self::Mux(mux) => mux.end(frame),
-            Self::IetfLoc(_) => None,
+            Self::IetfLoc(_) | Self::Raw => None,
         }
     }
 
@@ -91,6 +101,7 @@ impl Container for WireReader {
         match self {
             Self::Mux(mux) => mux.kind(),
             Self::IetfLoc(kind) => *kind,
+            Self::Raw => Kind::Data,
         }
     }
 
@@ -101,7 +112,7 @@ impl Container for WireReader {
     ) -> Result<(), Self::Error> {
         match self {
             Self::Mux(mux) => mux.finish_group(group, end),
-            Self::IetfLoc(_) => Ok(()),
+            Self::IetfLoc(_) | Self::Raw => Ok(()),
         }
     }
 }
