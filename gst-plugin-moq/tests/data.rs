@@ -121,18 +121,25 @@ fn text_and_data_come_back_on_the_media_timeline() {
     // What was pushed, by the subscriber's pad it comes out of: (running
     // time, bytes). moqsrc adds data pads in catalog order, binary first.
     let mut sent: BTreeMap<&str, Vec<(gst::ClockTime, Vec<u8>)>> = BTreeMap::new();
+    let push_at = |src: &gst_app::AppSrc, bytes: Vec<u8>, at: gst::ClockTime| {
+        let mut buffer = gst::Buffer::from_slice(bytes);
+        buffer.get_mut().unwrap().set_pts(at);
+        src.push_buffer(buffer).unwrap();
+    };
+    // As webvttenc streams WebVTT: the header alone, then cue blocks. Each
+    // frame of a hang `vtt` track is a whole segment: header and cue.
+    push_at(&sources[0], b"WEBVTT\n\n".to_vec(), gst::ClockTime::ZERO);
     let mut push = |n: u64| {
         let now = publ.current_running_time().unwrap_or(gst::ClockTime::ZERO);
         let json = format!("{{\"n\":{n},\"at_ms\":{}}}", now.mseconds()).into_bytes();
-        for (src, (track, bytes)) in sources.iter().zip([
-            ("text_0", cue(n, now)),
-            ("data_0", klv(n)),
-            ("data_1", json),
+        let cue = cue(n, now);
+        for (src, (pad, bytes, expected)) in sources.iter().zip([
+            ("text_0", cue.clone(), [&b"WEBVTT\n\n"[..], &cue].concat()),
+            ("data_0", klv(n), klv(n)),
+            ("data_1", json.clone(), json),
         ]) {
-            let mut buffer = gst::Buffer::from_slice(bytes.clone());
-            buffer.get_mut().unwrap().set_pts(now);
-            src.push_buffer(buffer).unwrap();
-            sent.entry(track).or_default().push((now, bytes));
+            push_at(src, bytes, now);
+            sent.entry(pad).or_default().push((now, expected));
         }
     };
     // The first values go out before anyone subscribes, so that the

@@ -65,6 +65,9 @@ enum InBand {
     Nal(ParamSets),
     /// AV1: the sequence header.
     Av1(SequenceHeader),
+    /// WebVTT: the file header, which every frame (a self-contained
+    /// segment) carries.
+    Vtt(super::vtt::Header),
 }
 
 impl InBand {
@@ -83,19 +86,24 @@ impl InBand {
                 }
                 Some(Self::Av1(headers))
             }
+            SinkFormat::WebVtt => Some(Self::Vtt(super::vtt::Header::default())),
             _ => None,
         }
     }
 
-    /// The keyframe with its configuration, or what it lacks.
-    fn complete(&mut self, keyframe: Bytes) -> Result<Bytes, WriteError> {
+    /// The keyframe with its configuration, or what it lacks; `None` when
+    /// the buffer was configuration only (a WebVTT header), kept for later.
+    fn complete(&mut self, keyframe: Bytes) -> Result<Option<Bytes>, WriteError> {
         match self {
             Self::Nal(params) => params
                 .complete(keyframe)
+                .map(Some)
                 .map_err(|_| WriteError::NoParameterSets(params.codec().names())),
             Self::Av1(headers) => headers
                 .complete(keyframe)
+                .map(Some)
                 .map_err(|_| WriteError::NoParameterSets("a sequence header")),
+            Self::Vtt(header) => Ok(header.segment(keyframe)),
         }
     }
 }
@@ -322,7 +330,10 @@ impl Publisher {
         keyframe: bool,
     ) -> Result<(), WriteError> {
         let payload = match &mut self.in_band {
-            Some(in_band) if keyframe => in_band.complete(payload)?,
+            Some(in_band) if keyframe => match in_band.complete(payload)? {
+                Some(payload) => payload,
+                None => return Ok(()),
+            },
             _ => payload,
         };
         let frame = || moq_mux::container::Frame {

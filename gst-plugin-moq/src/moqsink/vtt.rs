@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+//! WebVTT from GStreamer into the hang catalog's `vtt` text tracks. GStreamer
+//! streams WebVTT as a file: `webvttenc` sends the `WEBVTT` header once, in a
+//! buffer of its own, then one cue block per buffer. A hang `vtt` frame is a
+//! self-contained WebVTT segment (header and cues), so that a subscriber who
+//! joins at any cue can parse it: the header is kept and put in front of each
+//! cue block that lacks it. Pure code.
+
+use bytes::{Bytes, BytesMut};
+
+/// The header of a file with no header block of its own.
+const PLAIN_HEADER: &[u8] = b"WEBVTT\n\n";
+const SIGNATURE: &[u8] = b"WEBVTT";
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// The last WebVTT header seen on a pad.
+#[derive(Debug, Clone)]
+pub struct Header {
+    header: Bytes,
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Header {
+            header: Bytes::from_static(PLAIN_HEADER),
+        }
+    }
+}
+
+impl Header {
+    /// What to publish for `buffer`: the buffer itself when it is a whole
+    /// segment, the header and the buffer when it is a cue block, nothing
+    /// when it is only a header (kept for the cues that follow).
+    pub fn segment(&mut self, buffer: Bytes) -> Option<Bytes> {
+        let text = buffer.strip_prefix(BOM).unwrap_or(&buffer);
+        if !text.starts_with(SIGNATURE) {
+            let mut segment = BytesMut::with_capacity(self.header.len() + buffer.len());
+            segment.extend_from_slice(&self.header);
+            segment.extend_from_slice(&buffer);
+            return Some(segment.freeze());
+        }
+        if has_cue(text) {
+            return Some(buffer);
+        }
+        // A header alone: it must end with the blank line that ends a block,
+        // or the first cue line would read as part of it.
+        let mut header = BytesMut::from(text);
+        while !header.ends_with(b"\n\n") {
+            header.extend_from_slice(b"\n");
+        }
+        self.header = header.freeze();
+        None
+    }
+}
+
+/// Whether WebVTT text holds a cue timing line.
+fn has_cue(text: &[u8]) -> bool {
+    text.windows(3).any(|w| w == b"-->")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CUE: &[u8] = b"00:00:01.000 --> 00:00:02.500\nHello\n\n";
+
+    #[test]
+    fn webvttenc_output_becomes_self_contained_segments() {
+        let mut header = Header::default();
+        // webvttenc: the header alone first, then cue blocks.
+        assert_eq!(header.segment(Bytes::from_static(b"WEBVTT\n\n")), None);
+        let segment = header.segment(Bytes::from_static(CUE)).unwrap();
+        assert_eq!(&segment[..], [&b"WEBVTT\n\n"[..], CUE].concat());
+    }
+
+    #[test]
+    fn cues_without_any_header_get_the_plain_one() {
+        let mut header = Header::default();
+        let segment = header.segment(Bytes::from_static(CUE)).unwrap();
+        assert!(segment.starts_with(b"WEBVTT\n\n00:00:01.000"));
+    }
+
+    #[test]
+    fn a_header_with_metadata_is_kept_whole_and_closed() {
+        let mut header = Header::default();
+        let custom = b"\xef\xbb\xbfWEBVTT - captions\nKind: captions\n";
+        assert_eq!(header.segment(Bytes::from_static(custom)), None);
+        let segment = header.segment(Bytes::from_static(CUE)).unwrap();
+        assert_eq!(
+            &segment[..],
+            [&b"WEBVTT - captions\nKind: captions\n\n"[..], CUE].concat()
+        );
+    }
+
+    #[test]
+    fn whole_segments_pass_untouched() {
+        let mut header = Header::default();
+        let whole = Bytes::from([&b"WEBVTT\n\n"[..], CUE].concat());
+        let segment = header.segment(whole.clone()).unwrap();
+        // The same memory, not a copy.
+        assert_eq!(segment.as_ptr(), whole.as_ptr());
+    }
+}
