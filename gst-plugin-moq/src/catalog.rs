@@ -54,13 +54,13 @@ pub fn pad_templates(
         ("text_%u", text),
         ("data_%u", data),
     ]
-        .into_iter()
-        .map(|(name, caps)| {
-            let caps = caps.parse::<gst::Caps>().expect("valid template caps");
-            gst::PadTemplate::with_gtype(name, direction, presence, &caps, pad_type)
-                .expect("valid pad template")
-        })
-        .collect()
+    .into_iter()
+    .map(|(name, caps)| {
+        let caps = caps.parse::<gst::Caps>().expect("valid template caps");
+        gst::PadTemplate::with_gtype(name, direction, presence, &caps, pad_type)
+            .expect("valid pad template")
+    })
+    .collect()
 }
 
 /// What a track carries: decides the pad template, grouping and the catalog
@@ -613,7 +613,9 @@ pub fn binary_caps(config: &hang::catalog::BinaryConfig) -> Result<gst::Caps, Ca
         Some(KLV_MIME) => Ok(gst::Caps::builder("meta/x-klv")
             .field("parsed", true)
             .build()),
-        Some(other) => Err(caps_error!("binary data of type '{other}' is not supported")),
+        Some(other) => Err(caps_error!(
+            "binary data of type '{other}' is not supported"
+        )),
         None => Err(caps_error!(
             "binary data with no media type is not supported"
         )),
@@ -721,11 +723,36 @@ mod tests {
         init();
         use hang::catalog::{BinaryConfig, JsonConfig, Mode, TextConfig, TextFormat};
         for (c, format, kind, suffix) in [
-            ("text/x-raw,format=utf8", SinkFormat::Utf8Text, TrackKind::Text, "txt"),
-            ("application/x-subtitle-vtt", SinkFormat::WebVtt, TrackKind::Text, "vtt"),
-            ("meta/x-klv,parsed=true", SinkFormat::Klv, TrackKind::Data, "klv"),
-            ("application/x-json", SinkFormat::Json, TrackKind::Data, "json"),
-            ("application/json", SinkFormat::Json, TrackKind::Data, "json"),
+            (
+                "text/x-raw,format=utf8",
+                SinkFormat::Utf8Text,
+                TrackKind::Text,
+                "txt",
+            ),
+            (
+                "application/x-subtitle-vtt",
+                SinkFormat::WebVtt,
+                TrackKind::Text,
+                "vtt",
+            ),
+            (
+                "meta/x-klv,parsed=true",
+                SinkFormat::Klv,
+                TrackKind::Data,
+                "klv",
+            ),
+            (
+                "application/x-json",
+                SinkFormat::Json,
+                TrackKind::Data,
+                "json",
+            ),
+            (
+                "application/json",
+                SinkFormat::Json,
+                TrackKind::Data,
+                "json",
+            ),
         ] {
             let f = sink_format(&caps(c)).unwrap_or_else(|e| panic!("{c}: {e}"));
             assert_eq!((&f, f.kind(), f.track_suffix()), (&format, kind, suffix));
@@ -743,7 +770,10 @@ mod tests {
         assert!(text_caps(&TextConfig::new(TextFormat::Unknown("cea708".into()))).is_err());
         let mut klv = BinaryConfig::new(Mode::Snapshot);
         klv.mime = Some(KLV_MIME.into());
-        assert_eq!(sink_format(&binary_caps(&klv).unwrap()).unwrap(), SinkFormat::Klv);
+        assert_eq!(
+            sink_format(&binary_caps(&klv).unwrap()).unwrap(),
+            SinkFormat::Klv
+        );
         klv.mime = Some("image/jpeg".into());
         assert!(binary_caps(&klv).unwrap_err().0.contains("image/jpeg"));
         let json = json_caps(&JsonConfig::new(Mode::Stream)).unwrap();
@@ -753,8 +783,16 @@ mod tests {
         assert!(json_caps(&zipped).unwrap_err().0.contains("compressed"));
         assert!(json_caps(&JsonConfig::new(Mode::Unknown("x".into()))).is_err());
         // Pad names give their kind.
-        for kind in [TrackKind::Video, TrackKind::Audio, TrackKind::Text, TrackKind::Data] {
-            assert_eq!(TrackKind::of_pad_name(&format!("{}_3", kind.as_str())), kind);
+        for kind in [
+            TrackKind::Video,
+            TrackKind::Audio,
+            TrackKind::Text,
+            TrackKind::Data,
+        ] {
+            assert_eq!(
+                TrackKind::of_pad_name(&format!("{}_3", kind.as_str())),
+                kind
+            );
         }
     }
 

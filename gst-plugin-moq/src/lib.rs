@@ -24,6 +24,7 @@ mod raw;
 mod runtime;
 mod stats;
 mod uri;
+mod vtt;
 
 pub use catalog::{CapsError, SinkFormat, TrackKind, audio_caps, sink_format, video_caps};
 

@@ -52,7 +52,6 @@ mod paramsets;
 mod publish;
 mod seqheader;
 mod track;
-mod vtt;
 
 /// How the hang catalog's tracks package their frames. (The MSF catalog's
 /// twins are always IETF LOC; see `crate::msf`.)

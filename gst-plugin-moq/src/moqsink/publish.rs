@@ -67,7 +67,7 @@ enum InBand {
     Av1(SequenceHeader),
     /// WebVTT: the file header, which every frame (a self-contained
     /// segment) carries.
-    Vtt(super::vtt::Header),
+    Vtt(crate::vtt::Header),
 }
 
 impl InBand {
@@ -86,7 +86,7 @@ impl InBand {
                 }
                 Some(Self::Av1(headers))
             }
-            SinkFormat::WebVtt => Some(Self::Vtt(super::vtt::Header::default())),
+            SinkFormat::WebVtt => Some(Self::Vtt(crate::vtt::Header::default())),
             _ => None,
         }
     }

@@ -218,6 +218,10 @@ impl MoqSrc {
         let (name, group_id) = self.next_pad_name(kind)?;
         let pad = self.make_pad(kind, &name, track)?;
         pad.imp().set_renditions(renditions);
+        let vtt = caps
+            .structure(0)
+            .is_some_and(|s| s.name() == "application/x-subtitle-vtt");
+        pad.imp().vtt.store(vtt, Ordering::Relaxed);
         if pad.set_active(true).is_err() {
             gst::warning!(CAT, imp = self, "cannot activate pad {name}");
             return None;
@@ -371,6 +375,9 @@ impl MoqSrc {
                     pad.push_event(gst::event::Caps::new(&caps));
                 }
             }
+            Some(Item::Frame(frame)) if pad.imp().vtt.load(Ordering::Relaxed) => {
+                self.push_vtt(pad, frame);
+            }
             Some(Item::Frame(frame)) => {
                 let buffer = self.buffer(pad, frame);
                 self.push(pad, buffer);
@@ -495,6 +502,33 @@ impl MoqSrc {
             );
         }
         buffer
+    }
+
+    /// A hang `vtt` frame (a whole WebVTT segment) as GStreamer streams
+    /// WebVTT: the header once, in a buffer of its own, then cue blocks.
+    fn push_vtt(&self, pad: &MoqSrcPad, mut frame: Frame) {
+        let (header, cues) = crate::vtt::split(&frame.payload);
+        frame.payload = cues;
+        let published = gst::ClockTime::from_useconds(frame.timestamp_us);
+        let buffer = self.buffer(pad, frame);
+        if let Some(header) = header
+            && !pad.imp().vtt_header_sent.swap(true, Ordering::Relaxed)
+        {
+            let mut first = gst::Buffer::from_slice(header);
+            {
+                let first = first.get_mut().expect("a new buffer is writable");
+                first.set_pts(buffer.pts());
+                first.set_flags(gst::BufferFlags::HEADER);
+                gst::ReferenceTimestampMeta::add(
+                    first,
+                    &TIMESTAMP_CAPS,
+                    published,
+                    gst::ClockTime::NONE,
+                );
+            }
+            self.push(pad, first);
+        }
+        self.push(pad, buffer);
     }
 
     /// Pushes `buffer` and acts on the combined flow of all pads: a flushing

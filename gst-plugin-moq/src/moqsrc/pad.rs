@@ -4,6 +4,7 @@
 //! move between, for applications that look at a pad and want to know where
 //! its data comes from.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
@@ -25,6 +26,10 @@ pub struct MoqSrcPad {
     last_pts: Mutex<Option<gst::ClockTime>>,
     /// Keyframe requests this pad answers by subscribing again.
     pub(super) rejoin: Arc<Rejoin>,
+    /// A WebVTT pad: what it gives is a WebVTT file (see `crate::vtt`).
+    pub(super) vtt: AtomicBool,
+    /// The WebVTT header went out (once per pad, before the first cue).
+    pub(super) vtt_header_sent: AtomicBool,
 }
 
 impl MoqSrcPad {

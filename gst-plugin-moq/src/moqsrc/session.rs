@@ -206,7 +206,13 @@ fn renditions(
     let text = catalog.text.renditions.iter().map(|(name, config)| {
         let caps = catalog::text_caps(config);
         let wire = framed(&config.container, Kind::Data);
-        (name, TrackKind::Text, caps, wire, rung(name, None, None, None))
+        (
+            name,
+            TrackKind::Text,
+            caps,
+            wire,
+            rung(name, None, None, None),
+        )
     });
     let binary = catalog.binary.tracks.iter().map(|(name, config)| {
         let caps = catalog::binary_caps(config);

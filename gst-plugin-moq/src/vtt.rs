@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
-//! WebVTT from GStreamer into the hang catalog's `vtt` text tracks. GStreamer
-//! streams WebVTT as a file: `webvttenc` sends the `WEBVTT` header once, in a
-//! buffer of its own, then one cue block per buffer. A hang `vtt` frame is a
-//! self-contained WebVTT segment (header and cues), so that a subscriber who
-//! joins at any cue can parse it: the header is kept and put in front of each
-//! cue block that lacks it. Pure code.
+//! WebVTT between GStreamer and the hang catalog's `vtt` text tracks.
+//! GStreamer streams WebVTT as a file: `webvttenc` sends the `WEBVTT` header
+//! once, in a buffer of its own, then one cue block per buffer. A hang `vtt`
+//! frame is a self-contained WebVTT segment (header and cues), so that a
+//! subscriber who joins at any cue can parse it. moqsink keeps the header and
+//! puts it in front of each cue block that lacks it (`Header`); moqsrc gives
+//! the header once and then the cue blocks (`split`), so what it gives is a
+//! WebVTT file again. Pure code.
 
 use bytes::{Bytes, BytesMut};
 
@@ -54,6 +56,21 @@ impl Header {
     }
 }
 
+/// A segment as its header (when it starts with one) and its cue blocks,
+/// both sharing the segment's memory.
+pub fn split(segment: &Bytes) -> (Option<Bytes>, Bytes) {
+    let text = segment.strip_prefix(BOM).unwrap_or(segment);
+    if !text.starts_with(SIGNATURE) {
+        return (None, segment.clone());
+    }
+    // The header block ends at the first blank line.
+    let end = segment
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(segment.len(), |at| at + 2);
+    (Some(segment.slice(..end)), segment.slice(end..))
+}
+
 /// Whether WebVTT text holds a cue timing line.
 fn has_cue(text: &[u8]) -> bool {
     text.windows(3).any(|w| w == b"-->")
@@ -91,6 +108,19 @@ mod tests {
             &segment[..],
             [&b"WEBVTT - captions\nKind: captions\n\n"[..], CUE].concat()
         );
+    }
+
+    #[test]
+    fn segments_split_back_into_header_and_cues() {
+        let mut header = Header::default();
+        assert_eq!(header.segment(Bytes::from_static(b"WEBVTT\n\n")), None);
+        let segment = header.segment(Bytes::from_static(CUE)).unwrap();
+        let (head, cues) = split(&segment);
+        assert_eq!(head.as_deref(), Some(&b"WEBVTT\n\n"[..]));
+        assert_eq!(&cues[..], CUE);
+        // Cue blocks with no header stay as they are.
+        let (head, cues) = split(&Bytes::from_static(CUE));
+        assert_eq!((head, &cues[..]), (None, CUE));
     }
 
     #[test]
