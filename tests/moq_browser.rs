@@ -112,12 +112,24 @@ fn page_url(page: &str, broadcast: &str) -> String {
 
 /// `audio`: the GStreamer encoder chain in front of moqsink's audio pad.
 fn moq_watch_plays(video: Video, audio: &str) {
+    moq_watch_plays_beside(video, audio, "", |_| ());
+}
+
+/// As `moq_watch_plays`, with `more` in the publisher's description and
+/// `started` called on its pipeline once it runs.
+fn moq_watch_plays_beside(
+    video: Video,
+    audio: &str,
+    more: &str,
+    started: impl FnOnce(&gst::Pipeline),
+) {
     let Some((binary, _)) = setup() else {
         return;
     };
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let broadcast = unique("moq-watch");
-    let publisher = moq_publisher_with(&broadcast, video, audio);
+    let publisher = moq_publisher_beside(&broadcast, video, audio, more);
+    started(&publisher.pipeline);
 
     let opened = Instant::now();
     let player = Browser::open(&binary, &page_url("watch.html", &broadcast), "moq-web:");
@@ -154,6 +166,47 @@ fn moq_watch_plays_moqsink_vp8_opus() {
 #[test]
 fn moq_watch_plays_moqsink_vp9_aac() {
     moq_watch_plays(Video::Vp9, "avenc_aac ! aacparse");
+}
+
+/// A WebVTT text track and KLV and JSON data tracks beside H.264 and Opus:
+/// @moq/watch 0.4 (whose catalog schema knows only video and audio, and
+/// passes other sections through) plays the media all the same.
+#[test]
+fn moq_watch_plays_moqsink_media_beside_text_and_data() {
+    let more = "appsrc name=cues is-live=true do-timestamp=true format=time \
+                  caps=application/x-subtitle-vtt ! moq.text_0 \
+                appsrc name=klv is-live=true do-timestamp=true format=time \
+                  caps=meta/x-klv,parsed=true ! moq.data_0 \
+                appsrc name=json is-live=true do-timestamp=true format=time \
+                  caps=application/x-json ! moq.data_1 ";
+    moq_watch_plays_beside(Video::H264, "opusenc", more, |pipeline| {
+        let sources: Vec<gst_app::AppSrc> = ["cues", "klv", "json"]
+            .iter()
+            .map(|name| pipeline.by_name(name).unwrap().downcast().unwrap())
+            .collect();
+        // A cue, a KLV unit and a document twice a second, for as long as
+        // the publisher runs (a push fails once it stops).
+        std::thread::spawn(move || {
+            for n in 0u64.. {
+                let values = [
+                    format!(
+                        "00:00:{:02}.000 --> 00:00:{:02}.500\ncue {n}\n\n",
+                        n % 60,
+                        n % 60
+                    )
+                    .into_bytes(),
+                    [&[0x06, 0x0e, 0x2b, 0x34, 0x01][..], &n.to_be_bytes()].concat(),
+                    format!("{{\"n\":{n}}}").into_bytes(),
+                ];
+                for (src, value) in sources.iter().zip(values) {
+                    if src.push_buffer(gst::Buffer::from_slice(value)).is_err() {
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+    });
 }
 
 /// A ladder from moqsink (the `ladder` preset: 720p, 360p, 180p with

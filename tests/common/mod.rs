@@ -214,12 +214,23 @@ pub fn moq_publisher(broadcast: &str, video: Video) -> Running {
 
 /// moqsink publishing `video` + audio from the `audio_encoder` chain.
 pub fn moq_publisher_with(broadcast: &str, video: Video, audio_encoder: &str) -> Running {
+    moq_publisher_beside(broadcast, video, audio_encoder, "")
+}
+
+/// As `moq_publisher_with`, with `more` (more branches into `moq.`) in the
+/// description.
+pub fn moq_publisher_beside(
+    broadcast: &str,
+    video: Video,
+    audio_encoder: &str,
+    more: &str,
+) -> Running {
     Running::start(
         "publisher",
         &format!(
             "{raw} ! {enc} ! moq.video_0 \
              audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 ! {audio_encoder} ! moq.audio_0 \
-             moqsink name=moq url={url} broadcast={broadcast}",
+             {more} moqsink name=moq url={url} broadcast={broadcast}",
             raw = raw_video(),
             enc = encoder(video),
             url = RELAY.url(),

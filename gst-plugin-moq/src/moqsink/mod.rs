@@ -13,7 +13,9 @@
  * `catalogs` picks one or both.
  *
  * It takes H.264, H.265, VP8, VP9, AV1, Opus and AAC as they are (no
- * transcoding). Each video keyframe starts a new MoQ group; every audio packet
+ * transcoding), and timed text (UTF-8, WebVTT) on `text_%u` pads and timed
+ * data (KLV, JSON) on `data_%u` pads, listed in the catalog's `text`,
+ * `binary` and `json` sections. Each video keyframe starts a new MoQ group; every audio packet
  * is a group of its own. Timestamps are the buffers' running time, one timeline
  * for all pads. When the relay goes away the element redials by itself for up to
  * `connect-timeout` milliseconds before it fails with an error.

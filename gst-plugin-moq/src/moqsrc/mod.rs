@@ -7,8 +7,9 @@
  * `hang` catalog and adds one sometimes pad per rendition (`video_%u`,
  * `audio_%u`) with caps that GStreamer's parsers and decoders accept directly
  * (H.264/H.265 `avc`/`hvc1` with `codec_data` or `byte-stream`, VP8, VP9, AV1,
- * Opus, raw AAC with `codec_data`). It signals `no-more-pads` after the first
- * catalog.
+ * Opus, raw AAC with `codec_data`), and a `text_%u` or `data_%u` pad per text
+ * (UTF-8, WebVTT, TTML) or data (KLV, JSON) track. It signals `no-more-pads`
+ * after the first catalog.
  *
  * It is a live source: buffers carry running times on one timeline shared by
  * all pads (audio and video stay in sync), delta frames are marked, and the
