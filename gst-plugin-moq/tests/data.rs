@@ -24,8 +24,8 @@ struct Seen {
 }
 
 /// A subscriber that links every pad moqsrc adds to a fakesink and keeps
-/// what reaches it, and the caps of each pad.
-type Caps = Arc<Mutex<BTreeMap<String, gst::Caps>>>;
+/// what reaches it, and the caps of each pad with its language tag.
+type Caps = Arc<Mutex<BTreeMap<String, (gst::Caps, Option<String>)>>>;
 
 fn subscriber(broadcast: &str) -> (gst::Pipeline, Arc<Mutex<Vec<Seen>>>, Caps) {
     let pipeline = gst::Pipeline::new();
@@ -40,11 +40,14 @@ fn subscriber(broadcast: &str) -> (gst::Pipeline, Arc<Mutex<Vec<Seen>>>, Caps) {
             return;
         };
         let name = pad.name().to_string();
-        if let Some(c) = pad.current_caps().or_else(|| {
-            pad.sticky_event::<gst::event::Caps>(0)
-                .map(|e| e.caps_owned())
-        }) {
-            caps_kept.lock().unwrap().insert(name.clone(), c);
+        let lang = pad
+            .sticky_event::<gst::event::Tag>(0)
+            .and_then(|tag| Some(tag.tag().get::<gst::tags::LanguageCode>()?.get().to_owned()));
+        if let Some(c) = pad.sticky_event::<gst::event::Caps>(0) {
+            caps_kept
+                .lock()
+                .unwrap()
+                .insert(name.clone(), (c.caps_owned(), lang));
         }
         let sink = gst::ElementFactory::make("fakesink")
             .property("sync", true)
@@ -110,7 +113,8 @@ fn text_and_data_come_back_on_the_media_timeline() {
         "moqsink name=sink url={} broadcast={broadcast} tls-disable-verify=true \
          videotestsrc is-live=true ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
            ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! sink.video_0 \
-         appsrc name=vtt is-live=true format=time caps=application/x-subtitle-vtt ! sink.text_0 \
+         appsrc name=vtt is-live=true format=time caps=application/x-subtitle-vtt \
+           ! taginject tags=\"language-code=(string)de\" ! sink.text_0 \
          appsrc name=klv is-live=true format=time caps=meta/x-klv,parsed=true ! sink.data_0 \
          appsrc name=json is-live=true format=time caps=application/x-json ! sink.data_1",
         RELAY.url()
@@ -173,7 +177,10 @@ fn text_and_data_come_back_on_the_media_timeline() {
     publ.set_state(gst::State::Null).unwrap();
 
     let caps = caps.lock().unwrap().clone();
-    let name = |pad: &str| caps[pad].structure(0).unwrap().name().to_string();
+    let name = |pad: &str| caps[pad].0.structure(0).unwrap().name().to_string();
+    // The language its tags gave the text track, through the catalog.
+    assert_eq!(caps["text_0"].1.as_deref(), Some("de"), "{caps:?}");
+    assert_eq!(caps["data_0"].1, None, "{caps:?}");
     assert_eq!(name("text_0"), "application/x-subtitle-vtt", "{caps:?}");
     // Data pads in catalog order: binary (KLV) before JSON.
     assert_eq!(name("data_0"), "meta/x-klv", "{caps:?}");

@@ -423,6 +423,14 @@ impl MoqSink {
                 pad.imp().track().flush_stop();
                 true
             }
+            EventView::Tag(tag) => {
+                if let Some(lang) = tag.tag().get::<gst::tags::LanguageCode>()
+                    && let Err(err) = pad.imp().track().set_language(lang.get())
+                {
+                    gst::warning!(CAT, obj = pad, "language {}: {err}", lang.get());
+                }
+                true
+            }
             // Sink pads own the serialized events: nothing goes further.
             _ => true,
         }

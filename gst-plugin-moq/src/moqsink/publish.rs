@@ -309,6 +309,20 @@ impl Publisher {
         }
     }
 
+    /// Text: the BCP-47 language of the rendition (from a `language-code`
+    /// tag), for the catalog. Other tracks have none to say.
+    pub fn set_language(&mut self, lang: &str) -> Result<(), moq_mux::Error> {
+        let Importer::Text(track) = &mut self.importer else {
+            return Ok(());
+        };
+        let mut config = track.modify()?;
+        if config.lang.as_deref() == Some(lang) {
+            return Ok(());
+        }
+        config.lang = Some(lang.to_owned());
+        config.commit()
+    }
+
     /// Byte-stream H.264/H.265: the codec whose NAL units the buffers carry.
     pub fn nal_codec(&self) -> Option<paramsets::Codec> {
         match &self.in_band {

@@ -139,6 +139,8 @@ pub struct Track {
     unwatched: bool,
     /// Watches the track's subscribers (`on-demand`).
     demand_watch: Option<DemandWatch>,
+    /// Text: the language its tags gave, for the catalog rendition.
+    language: Option<String>,
     counters: Counters,
 }
 
@@ -224,6 +226,19 @@ impl Track {
         true
     }
 
+    /// A `language-code` tag: text tracks give it in the catalog (now, or
+    /// when the track starts). `Err` is why the catalog could not take it.
+    pub fn set_language(&mut self, lang: &str) -> Result<(), String> {
+        if self.kind != TrackKind::Text {
+            return Ok(());
+        }
+        self.language = Some(lang.to_owned());
+        match &mut self.publisher {
+            Some(publisher) => publisher.set_language(lang).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     pub fn set_segment(&mut self, segment: gst::FormattedSegment<gst::ClockTime>) {
         self.segment = Some(segment);
     }
@@ -296,7 +311,12 @@ impl Track {
         }
         let name = self.name(track_name, &format);
         match Publisher::new(output, &name, &format, hints) {
-            Ok(publisher) => {
+            Ok(mut publisher) => {
+                if let Some(lang) = &self.language
+                    && let Err(err) = publisher.set_language(lang)
+                {
+                    gst::warning!(super::imp::CAT, "language of {name}: {err}");
+                }
                 self.publisher = Some(publisher);
                 self.assembler = Assembler::default();
                 self.failed = false;

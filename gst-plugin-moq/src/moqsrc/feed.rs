@@ -88,6 +88,8 @@ pub(super) struct Rendition {
     pub(super) caps: gst::Caps,
     pub(super) rung: abr::Rung,
     pub(super) wire: Wire,
+    /// Text: the BCP-47 language the catalog gives, for the pad's tags.
+    pub(super) lang: Option<String>,
 }
 
 /// The renditions a pad may play, as the catalog lists them.

@@ -210,11 +210,10 @@ impl MoqSrc {
     /// can link it, and start the streaming thread that pushes its frames.
     pub(super) fn add_rendition(
         &self,
-        kind: TrackKind,
-        track: &str,
-        caps: gst::Caps,
+        start: &super::feed::Rendition,
         renditions: Vec<(super::abr::Rung, gst::Caps)>,
     ) -> Option<(mpsc::Sender<Item>, Arc<Rejoin>, MoqSrcPad)> {
+        let (kind, track, caps) = (start.kind, start.name.as_str(), &start.caps);
         let (name, group_id) = self.next_pad_name(kind)?;
         let pad = self.make_pad(kind, &name, track)?;
         pad.imp().set_renditions(renditions);
@@ -226,7 +225,7 @@ impl MoqSrc {
             gst::warning!(CAT, imp = self, "cannot activate pad {name}");
             return None;
         }
-        self.store_first_events(&pad, track, group_id, &caps, kind);
+        self.store_first_events(&pad, track, group_id, start);
         let Some(tx) = self.start_pad_task(&pad) else {
             gst::warning!(CAT, imp = self, "cannot start the task of pad {name}");
             return None;
@@ -273,13 +272,12 @@ impl MoqSrc {
         pad: &MoqSrcPad,
         track: &str,
         group_id: gst::GroupId,
-        caps: &gst::Caps,
-        kind: TrackKind,
+        start: &super::feed::Rendition,
     ) {
         let stream_id = pad.create_stream_id(&*self.obj(), Some(track));
         // Text and data come now and then: downstream that waits on every
         // pad (an aggregator, a muxer) must not wait for them.
-        let flags = if kind.is_sparse() {
+        let flags = if start.kind.is_sparse() {
             gst::StreamFlags::SPARSE
         } else {
             gst::StreamFlags::empty()
@@ -290,10 +288,18 @@ impl MoqSrc {
                 .flags(flags)
                 .build(),
         );
-        let _ = pad.store_sticky_event(&gst::event::Caps::new(caps));
+        let _ = pad.store_sticky_event(&gst::event::Caps::new(&start.caps));
         let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
         segment.set_start(gst::ClockTime::ZERO);
         let _ = pad.store_sticky_event(&gst::event::Segment::new(&segment));
+        if let Some(lang) = &start.lang {
+            // What playbin and subtitle pickers name a text stream by.
+            let mut tags = gst::TagList::new();
+            tags.make_mut()
+                .add::<gst::tags::LanguageCode>(&lang.as_str(), gst::TagMergeMode::Replace);
+            tags.make_mut().set_scope(gst::TagScope::Stream);
+            let _ = pad.store_sticky_event(&gst::event::Tag::new(tags));
+        }
     }
 
     /// The pad itself: its caps are fixed (they come from the catalog), and

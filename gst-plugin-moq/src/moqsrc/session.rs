@@ -195,38 +195,33 @@ fn renditions(
         let rung = rung(name, config.coded_height, config.bitrate, config.framerate);
         let caps = catalog::video_caps(config);
         let wire = framed(&config.container, Kind::Video);
-        (name, TrackKind::Video, caps, wire, rung)
+        (name, TrackKind::Video, caps, wire, rung, None)
     });
     let audio = catalog.audio.renditions.iter().map(|(name, config)| {
         let rung = rung(name, None, config.bitrate, None);
         let caps = catalog::audio_caps(config);
         let wire = framed(&config.container, Kind::Audio);
-        (name, TrackKind::Audio, caps, wire, rung)
+        (name, TrackKind::Audio, caps, wire, rung, None)
     });
     let text = catalog.text.renditions.iter().map(|(name, config)| {
         let caps = catalog::text_caps(config);
         let wire = framed(&config.container, Kind::Data);
-        (
-            name,
-            TrackKind::Text,
-            caps,
-            wire,
-            rung(name, None, None, None),
-        )
+        let rung = rung(name, None, None, None);
+        (name, TrackKind::Text, caps, wire, rung, config.lang.clone())
     });
     let binary = catalog.binary.tracks.iter().map(|(name, config)| {
         let caps = catalog::binary_caps(config);
         let rung = rung(name, None, config.bitrate, None);
-        (name, TrackKind::Data, caps, raw.clone(), rung)
+        (name, TrackKind::Data, caps, raw.clone(), rung, None)
     });
     let json = catalog.json.tracks.iter().map(|(name, config)| {
         let caps = catalog::json_caps(config);
         let rung = rung(name, None, config.bitrate, None);
-        (name, TrackKind::Data, caps, raw.clone(), rung)
+        (name, TrackKind::Data, caps, raw.clone(), rung, None)
     });
     let mut out = Vec::new();
     let all = video.chain(audio).chain(text).chain(binary).chain(json);
-    for (name, kind, caps, wire, rung) in all {
+    for (name, kind, caps, wire, rung, lang) in all {
         let caps = caps.map_err(|e| e.to_string());
         match (caps, wire.reader()) {
             (Ok(caps), Ok(_)) => out.push(Rendition {
@@ -235,6 +230,7 @@ fn renditions(
                 caps,
                 rung,
                 wire,
+                lang,
             }),
             (Err(err), _) | (_, Err(err)) => {
                 if skipped.insert(name.clone())
@@ -820,10 +816,7 @@ impl Readers<'_> {
             return Added::ElementGone;
         };
         let rungs = feed::listing(&feed);
-        let Some((tx, rejoin, pad)) =
-            obj.imp()
-                .add_rendition(start.kind, &start.name, start.caps.clone(), rungs)
-        else {
+        let Some((tx, rejoin, pad)) = obj.imp().add_rendition(&start, rungs) else {
             return Added::No;
         };
         let link = PadLink {
