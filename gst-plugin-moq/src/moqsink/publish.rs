@@ -46,16 +46,16 @@ enum Importer {
     Aac(codec::aac::Import),
     /// Timed text in the element's container (a cue's timestamp travels in
     /// it, as a media frame's does).
-    Text(Timed<moq_mux::catalog::hang::Container, hang::catalog::TextConfig>),
+    Text(TimedTrack<moq_mux::catalog::hang::Container, hang::catalog::TextConfig>),
     /// KLV, listed in the catalog's `binary` section.
-    Binary(Timed<crate::raw::Raw, hang::catalog::BinaryConfig>),
+    Binary(TimedTrack<crate::raw::Raw, hang::catalog::BinaryConfig>),
     /// JSON, listed in the catalog's `json` section.
-    Json(Timed<crate::raw::Raw, hang::catalog::JsonConfig>),
+    Json(TimedTrack<crate::raw::Raw, hang::catalog::JsonConfig>),
 }
 
 /// A text or data track: one group per buffer, each the latest value (the
 /// catalog's `snapshot` mode for data).
-type Timed<C, R> = moq_mux::container::Producer<C, R>;
+type TimedTrack<C, R> = moq_mux::container::Producer<C, R>;
 
 /// Decoder configuration that has to travel in band on every keyframe (the
 /// hang catalog carries none for these formats), put there when a keyframe
@@ -156,11 +156,30 @@ fn importer(
     hints: &VideoHints,
     container: &hang::catalog::Container,
 ) -> Result<Importer, moq_mux::Error> {
+    match Timed::of(format) {
+        Some(timed) => timed_importer(track, reserved, timed, container),
+        None => media_importer(track, reserved, format, hints, container),
+    }
+}
+
+fn in_container(
+    mut config: hang::catalog::AudioConfig,
+    container: &hang::catalog::Container,
+) -> hang::catalog::AudioConfig {
+    config.container = container.clone();
+    config
+}
+
+/// The codec importer of an audio or video format.
+fn media_importer(
+    track: moq_net::track::Producer,
+    reserved: moq_mux::catalog::Reserved,
+    format: &SinkFormat,
+    hints: &VideoHints,
+    container: &hang::catalog::Container,
+) -> Result<Importer, moq_mux::Error> {
     let hint = || video_hint(hints, container);
-    let audio = |mut config: hang::catalog::AudioConfig| {
-        config.container = container.clone();
-        config
-    };
+    let audio = |config| in_container(config, container);
     Ok(match format {
         SinkFormat::H264 { codec_data } => {
             let mut hint = hint();
@@ -204,23 +223,57 @@ fn importer(
             let config = audio(codec::aac::config(codec_data)?);
             Importer::Aac(codec::aac::Import::new(track, reserved, config)?)
         }
-        SinkFormat::Utf8Text | SinkFormat::WebVtt => {
-            let format = match format {
-                SinkFormat::WebVtt => hang::catalog::TextFormat::Vtt,
-                _ => hang::catalog::TextFormat::Utf8,
-            };
+        // Text and data have no codec importer (see `timed_importer`).
+        other => {
+            return Err(moq_mux::Error::UnsupportedContainer(
+                other.track_suffix().into(),
+            ));
+        }
+    })
+}
+
+/// What a text or data track carries.
+enum Timed {
+    Text(hang::catalog::TextFormat),
+    Klv,
+    Json,
+}
+
+impl Timed {
+    /// `None` for audio and video.
+    fn of(format: &SinkFormat) -> Option<Self> {
+        Some(match format {
+            SinkFormat::Utf8Text => Timed::Text(hang::catalog::TextFormat::Utf8),
+            SinkFormat::WebVtt => Timed::Text(hang::catalog::TextFormat::Vtt),
+            SinkFormat::Klv => Timed::Klv,
+            SinkFormat::Json => Timed::Json,
+            _ => return None,
+        })
+    }
+}
+
+/// The track of text or data: no codec to import, only a catalog entry to
+/// keep (`text`, `binary` or `json`) and whole frames to write.
+fn timed_importer(
+    track: moq_net::track::Producer,
+    reserved: moq_mux::catalog::Reserved,
+    timed: Timed,
+    container: &hang::catalog::Container,
+) -> Result<Importer, moq_mux::Error> {
+    Ok(match timed {
+        Timed::Text(format) => {
             let mut config = hang::catalog::TextConfig::new(format);
             config.container = container.clone();
             let framing =
                 moq_mux::catalog::hang::Container::new(container, moq_mux::container::Kind::Data)?;
             Importer::Text(reserved.text(track, framing, config)?)
         }
-        SinkFormat::Klv => {
+        Timed::Klv => {
             let mut config = hang::catalog::BinaryConfig::new(hang::catalog::Mode::Snapshot);
             config.mime = Some(crate::catalog::KLV_MIME.into());
             Importer::Binary(reserved.track(track, crate::raw::Raw, config)?)
         }
-        SinkFormat::Json => {
+        Timed::Json => {
             let config = hang::catalog::JsonConfig::new(hang::catalog::Mode::Snapshot);
             Importer::Json(reserved.track(track, crate::raw::Raw, config)?)
         }
@@ -417,7 +470,7 @@ impl Publisher {
 /// A cue or value as a group of its own, closed at once so the relay sends
 /// it on without waiting for the next: a subscriber joining gets the latest.
 fn write_whole<C, R>(
-    track: &mut Timed<C, R>,
+    track: &mut TimedTrack<C, R>,
     payload: Bytes,
     timestamp: moq_net::Timestamp,
 ) -> Result<(), moq_mux::Error>

@@ -172,6 +172,48 @@ fn renditions(
     ietf: bool,
     skipped: &mut HashSet<String>,
 ) -> Vec<Rendition> {
+    let mut out = Vec::new();
+    for (name, kind, caps, wire, rung, lang) in candidates(catalog, ietf) {
+        let caps = caps.map_err(|e| e.to_string());
+        match (caps, wire.reader()) {
+            (Ok(caps), Ok(_)) => out.push(Rendition {
+                name: name.clone(),
+                kind,
+                caps,
+                rung,
+                wire,
+                lang,
+            }),
+            (Err(err), _) | (_, Err(err)) => {
+                if skipped.insert(name.clone())
+                    && let Some(obj) = element.upgrade()
+                {
+                    gst::element_warning!(
+                        obj,
+                        gst::StreamError::CodecNotFound,
+                        ("Skipping track '{}' of the broadcast: {}", name, err)
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A catalog entry as moqsrc would play it: its name, kind, caps (or why
+/// none), how it is framed, its rung and its language.
+type Candidate<'a> = (
+    &'a String,
+    TrackKind,
+    Result<gst::Caps, catalog::CapsError>,
+    Wire,
+    abr::Rung,
+    Option<String>,
+);
+
+/// Every rendition and data track of a catalog: video, audio, text, then
+/// binary and JSON, each in catalog order.
+fn candidates(catalog: &moq_mux::catalog::hang::Catalog, ietf: bool) -> Vec<Candidate<'_>> {
     use moq_mux::container::Kind;
     let rung = |name: &String, height: Option<u32>, bitrate, framerate| abr::Rung {
         name: name.clone(),
@@ -219,33 +261,12 @@ fn renditions(
         let rung = rung(name, None, config.bitrate, None);
         (name, TrackKind::Data, caps, raw.clone(), rung, None)
     });
-    let mut out = Vec::new();
-    let all = video.chain(audio).chain(text).chain(binary).chain(json);
-    for (name, kind, caps, wire, rung, lang) in all {
-        let caps = caps.map_err(|e| e.to_string());
-        match (caps, wire.reader()) {
-            (Ok(caps), Ok(_)) => out.push(Rendition {
-                name: name.clone(),
-                kind,
-                caps,
-                rung,
-                wire,
-                lang,
-            }),
-            (Err(err), _) | (_, Err(err)) => {
-                if skipped.insert(name.clone())
-                    && let Some(obj) = element.upgrade()
-                {
-                    gst::element_warning!(
-                        obj,
-                        gst::StreamError::CodecNotFound,
-                        ("Skipping track '{}' of the broadcast: {}", name, err)
-                    );
-                }
-            }
-        }
-    }
-    out
+    video
+        .chain(audio)
+        .chain(text)
+        .chain(binary)
+        .chain(json)
+        .collect()
 }
 
 /// Which pads a broadcast gets (`renditions-per-pad`, `rendition`) and how
