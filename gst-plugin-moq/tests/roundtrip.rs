@@ -830,3 +830,33 @@ fn stats_messages() {
         assert!(seen.last().copied().unwrap_or(0) > 0, "{side}: {seen:?}");
     }
 }
+
+/// What `gst-launch-1.0 -e` does on Ctrl-C: an EOS sent to the pipeline
+/// reaches moqsrc, which ends every pad after the frames it already has, so
+/// the pipeline posts EOS and stops cleanly.
+#[test]
+fn eos_sent_to_the_pipeline_ends_moqsrc() {
+    init();
+    let broadcast = unique_broadcast("eos-sent");
+    let tracks: Tracks = Arc::default();
+    let description = format!(
+        "{} videotestsrc is-live=true ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+           ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! sink.video_0 \
+         audiotestsrc is-live=true ! opusenc ! sink.audio_0",
+        sink_props(&broadcast)
+    );
+    let publ = publisher(&description, &Arc::default());
+    publ.set_state(gst::State::Playing).unwrap();
+    let sub = subscriber(&broadcast, tracks.clone());
+    sub.set_state(gst::State::Playing).unwrap();
+    wait_for(&sub, &tracks, "video and audio", |t| {
+        ["video", "audio"]
+            .iter()
+            .all(|kind| t.get(*kind).is_some_and(|t| t.received.len() >= 5))
+    });
+    assert!(sub.send_event(gst::event::Eos::new()), "EOS taken");
+    let ended = wait_eos(&sub, Duration::from_secs(10));
+    sub.set_state(gst::State::Null).unwrap();
+    publ.set_state(gst::State::Null).unwrap();
+    ended.expect("the subscriber's pipeline ends with EOS");
+}

@@ -230,6 +230,10 @@ impl MoqSrc {
             gst::warning!(CAT, imp = self, "cannot start the task of pad {name}");
             return None;
         };
+        *pad.imp()
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx.clone());
         {
             let mut state = self.state();
             if !state.running {
@@ -776,6 +780,34 @@ impl URIHandlerImpl for MoqSrc {
 }
 
 impl ElementImpl for MoqSrc {
+    /// EOS sent to the element ends every pad after the frames it already
+    /// has, through the pad's own streaming thread (which alone pushes on
+    /// it): what `gst-launch-1.0 -e` sends on Ctrl-C.
+    fn send_event(&self, event: gst::Event) -> bool {
+        if event.type_() != gst::EventType::Eos {
+            return self.parent_send_event(event);
+        }
+        gst::info!(CAT, imp = self, "EOS sent to the element: ending every pad");
+        let pads = self.state().pads.clone();
+        for pad in pads {
+            let items = pad
+                .imp()
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            // Queued behind what the reader already handed over (waiting
+            // while the channel is full); a closed channel means the pad
+            // has already ended.
+            if let Some(items) = items {
+                RUNTIME.spawn(async move {
+                    let _ = items.send(Item::Eos).await;
+                });
+            }
+        }
+        true
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(

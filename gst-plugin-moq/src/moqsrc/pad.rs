@@ -30,6 +30,10 @@ pub struct MoqSrcPad {
     pub(super) vtt: AtomicBool,
     /// The WebVTT header went out (once per pad, before the first cue).
     pub(super) vtt_header_sent: AtomicBool,
+    /// Into the pad's streaming thread, behind its track's frames: where an
+    /// EOS sent to the element (`gst-launch-1.0 -e`, an application
+    /// ending the stream) goes.
+    pub(super) items: Mutex<Option<tokio::sync::mpsc::Sender<super::feed::Item>>>,
 }
 
 impl MoqSrcPad {
