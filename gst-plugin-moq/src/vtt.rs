@@ -57,18 +57,32 @@ impl Header {
 }
 
 /// A segment as its header (when it starts with one) and its cue blocks,
-/// both sharing the segment's memory.
+/// both sharing the segment's memory. The cue blocks end with the blank line
+/// that separates them from the next segment's (moq-gst ends a segment with
+/// a single newline): only then is a copy made, to add it.
 pub fn split(segment: &Bytes) -> (Option<Bytes>, Bytes) {
     let text = segment.strip_prefix(BOM).unwrap_or(segment);
     if !text.starts_with(SIGNATURE) {
-        return (None, segment.clone());
+        return (None, closed(segment.clone()));
     }
     // The header block ends at the first blank line.
     let end = segment
         .windows(2)
         .position(|w| w == b"\n\n")
         .map_or(segment.len(), |at| at + 2);
-    (Some(segment.slice(..end)), segment.slice(end..))
+    (Some(segment.slice(..end)), closed(segment.slice(end..)))
+}
+
+/// Cue blocks that end with a blank line.
+fn closed(cues: Bytes) -> Bytes {
+    if cues.is_empty() || cues.ends_with(b"\n\n") {
+        return cues;
+    }
+    let mut out = BytesMut::from(&cues[..]);
+    while !out.ends_with(b"\n\n") {
+        out.extend_from_slice(b"\n");
+    }
+    out.freeze()
 }
 
 /// Whether WebVTT text holds a cue timing line.
@@ -121,6 +135,11 @@ mod tests {
         // Cue blocks with no header stay as they are.
         let (head, cues) = split(&Bytes::from_static(CUE));
         assert_eq!((head, &cues[..]), (None, CUE));
+        // moq-gst's segments end with one newline: the blank line that
+        // separates cue blocks is put back.
+        let moq_gst = Bytes::from_static(b"WEBVTT\n\n00:00:01.000 --> 00:00:01.800\nline 0\n");
+        let (_, cues) = split(&moq_gst);
+        assert_eq!(&cues[..], b"00:00:01.000 --> 00:00:01.800\nline 0\n\n");
     }
 
     #[test]
