@@ -233,7 +233,7 @@ impl MoqSrc {
         *pad.imp()
             .items
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx.clone());
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx.downgrade());
         {
             let mut state = self.state();
             if !state.running {
@@ -795,10 +795,11 @@ impl ElementImpl for MoqSrc {
                 .items
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+                .as_ref()
+                .and_then(tokio::sync::mpsc::WeakSender::upgrade);
             // Queued behind what the reader already handed over (waiting
-            // while the channel is full); a closed channel means the pad
-            // has already ended.
+            // while the channel is full); no channel means the pad has
+            // already ended.
             if let Some(items) = items {
                 RUNTIME.spawn(async move {
                     let _ = items.send(Item::Eos).await;

@@ -32,8 +32,9 @@ pub struct MoqSrcPad {
     pub(super) vtt_header_sent: AtomicBool,
     /// Into the pad's streaming thread, behind its track's frames: where an
     /// EOS sent to the element (`gst-launch-1.0 -e`, an application
-    /// ending the stream) goes.
-    pub(super) items: Mutex<Option<tokio::sync::mpsc::Sender<super::feed::Item>>>,
+    /// ending the stream) goes. Weak: the channel closes when its reader
+    /// lets go of it, which is how the streaming thread learns to stop.
+    pub(super) items: Mutex<Option<tokio::sync::mpsc::WeakSender<super::feed::Item>>>,
 }
 
 impl MoqSrcPad {
