@@ -860,3 +860,68 @@ fn eos_sent_to_the_pipeline_ends_moqsrc() {
     publ.set_state(gst::State::Null).unwrap();
     ended.expect("the subscriber's pipeline ends with EOS");
 }
+
+/// The hang catalog's `clock` gives the wall-clock time of timestamp zero,
+/// which for moqsink is running time zero: a reader adds a frame's
+/// timestamp to it and gets when the frame entered the publisher.
+#[test]
+fn the_catalog_clock_is_running_time_zero() {
+    init();
+    let broadcast = unique_broadcast("clock");
+    let publ = publisher(
+        &format!(
+            "{} audiotestsrc is-live=true ! opusenc ! sink.audio_0",
+            sink_props(&broadcast)
+        ),
+        &Arc::default(),
+    );
+    publ.set_state(gst::State::Playing).unwrap();
+    let _ = publ.state(gst::ClockTime::from_seconds(5));
+    let running = publ.current_running_time().expect("playing");
+    let zero = std::time::SystemTime::now() - Duration::from_nanos(running.nseconds());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock = runtime.block_on(async {
+        let origin = moq_tokio::origin::spawn();
+        let consumer = origin.consume();
+        let mut config = moq_tokio::connect::Config::default();
+        config.tls.insecure = Some(true);
+        let client = config
+            .init(moq_tokio::quic::Config::default())
+            .unwrap()
+            .with_subscriber(origin);
+        let _connection = client.connect(RELAY.url().parse::<url::Url>().unwrap());
+        let read = async {
+            let broadcast = consumer.routed_broadcast(broadcast.as_str()).await.unwrap();
+            let track = broadcast
+                .track("catalog.json")
+                .unwrap()
+                .subscribe(hang::catalog::Catalog::default_subscription())
+                .await
+                .unwrap();
+            let mut catalog = moq_mux::catalog::hang::Consumer::<()>::new(track);
+            loop {
+                let next = catalog.next().await.unwrap().expect("a catalog");
+                if let Some(clock) = next.clock {
+                    return clock;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("a catalog with a clock within 10 s")
+    });
+    publ.set_state(gst::State::Null).unwrap();
+    let wall = clock
+        .wall_clock(moq_net::Timestamp::from_micros(0).unwrap())
+        .unwrap();
+    let off = wall.duration_since(zero).unwrap_or_else(|e| e.duration());
+    assert!(
+        off < Duration::from_millis(100),
+        "the catalog's zero is {wall:?}, running time zero was {zero:?}"
+    );
+}

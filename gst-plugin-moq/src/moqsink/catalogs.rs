@@ -13,6 +13,7 @@
 //! for it: its frames are copied only while the twin track is in use.
 
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use moq_mux::container::Container as _;
@@ -21,6 +22,34 @@ use tokio::task::JoinHandle;
 use super::Catalogs;
 use crate::msf;
 use crate::runtime::RUNTIME;
+
+/// The wall-clock time of running time zero, from a reading of the wall
+/// clock and the running time at the same moment.
+pub fn wall_of_zero(now: SystemTime, running: gst::ClockTime) -> Option<SystemTime> {
+    now.checked_sub(Duration::from_nanos(running.nseconds()))
+}
+
+/// Advertise `zero`, the wall-clock time of running time zero (timestamp
+/// zero of every track), as the catalog's `clock`, so that readers can tell
+/// a frame's wall-clock time (`wall + timestamp`). The first anchor stays:
+/// the mapping of a broadcast does not move.
+pub fn anchor(catalog: &mut moq_mux::catalog::Producer, zero: SystemTime) -> Result<(), String> {
+    if catalog.snapshot().clock.is_some() {
+        return Ok(());
+    }
+    let since_unix = zero
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| "the wall clock is before 1970".to_string())?;
+    let micros = u64::try_from(since_unix.as_micros())
+        .ok()
+        .and_then(|us| us.checked_sub(hang::catalog::MOQ_EPOCH_UNIX_MILLIS * 1000))
+        .ok_or("the wall clock is before 2020 (not set yet?)")?;
+    let wall = moq_net::Timestamp::from_micros(micros).map_err(|e| e.to_string())?;
+    let clock = hang::catalog::Clock::new(wall).map_err(|e| e.to_string())?;
+    catalog
+        .mutate(|catalog| catalog.clock = Some(clock))
+        .map_err(|e| e.to_string())
+}
 
 /// The tasks that publish the catalogs; they end with the element's session.
 pub struct Publishing {
@@ -42,7 +71,13 @@ pub fn publish(
     which: Catalogs,
 ) -> Result<(moq_mux::catalog::Producer, Publishing), moq_net::Error> {
     let mut home = moq_net::broadcast::Info::new().produce();
-    let catalog = moq_mux::catalog::Producer::new(&mut home, moq_mux::catalog::Config::default())?;
+    let mut catalog =
+        moq_mux::catalog::Producer::new(&mut home, moq_mux::catalog::Config::default())?;
+    // moq-mux's clock puts timestamp zero 10 s before now; ours is running
+    // time zero, unknown until the element plays (`anchor`). No mapping
+    // until then rather than a false one. (This fails only once the catalog
+    // is closed, which a new one is not.)
+    let _ = catalog.mutate(|catalog| catalog.clock = None);
     let home = home.consume();
     let mut tasks = Vec::new();
     if which != Catalogs::Msf {
@@ -250,4 +285,39 @@ fn write_loc(
     out.write(Bytes::from_static(prefix))?;
     out.write(frame.payload)?;
     out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_is_running_time_zero_once_known() {
+        let _guard = RUNTIME.enter();
+        let origin = crate::connection::spawn_origin(Duration::from_secs(1));
+        let broadcast = origin.create_broadcast("clock").unwrap();
+        let (mut catalog, _publishing) = publish(&broadcast, Catalogs::Both).unwrap();
+        // moq-mux's own mapping (10 s before the catalog) is not ours.
+        assert_eq!(catalog.snapshot().clock, None);
+
+        // Playing since 2 s at 2020-01-01 00:16:42 UTC: zero was at 00:16:40.
+        let moq_epoch =
+            SystemTime::UNIX_EPOCH + Duration::from_millis(hang::catalog::MOQ_EPOCH_UNIX_MILLIS);
+        let now = moq_epoch + Duration::from_secs(1002);
+        let zero = wall_of_zero(now, gst::ClockTime::from_seconds(2)).unwrap();
+        anchor(&mut catalog, zero).unwrap();
+        let clock = catalog.snapshot().clock.expect("a clock once anchored");
+        assert_eq!(clock.wall.as_micros(), 1_000_000_000);
+        let frame = moq_net::Timestamp::from_micros(2_000_000).unwrap();
+        assert_eq!(clock.wall_clock(frame).unwrap(), now);
+
+        // It does not move afterwards (a pause and resume).
+        anchor(&mut catalog, zero + Duration::from_secs(30)).unwrap();
+        assert_eq!(catalog.snapshot().clock, Some(clock));
+        // A wall clock before 2020 is said, not advertised.
+        let second = origin.create_broadcast("clock-unset").unwrap();
+        let mut other = publish(&second, Catalogs::Hang).unwrap().0;
+        assert!(anchor(&mut other, SystemTime::UNIX_EPOCH).is_err());
+        assert_eq!(other.snapshot().clock, None);
+    }
 }

@@ -492,6 +492,22 @@ impl MoqSink {
         let _ = obj.post_message(msg);
     }
 
+    /// Playing: running time zero (every track's timestamp zero) is now a
+    /// moment on the wall clock, which the catalog's `clock` advertises.
+    fn anchor_clock(&self) {
+        let Some(running) = self.obj().current_running_time() else {
+            return;
+        };
+        let Some(zero) = catalogs::wall_of_zero(std::time::SystemTime::now(), running) else {
+            return;
+        };
+        if let Some(session) = self.session().as_mut()
+            && let Err(err) = catalogs::anchor(&mut session.catalog, zero)
+        {
+            gst::warning!(CAT, imp = self, "no wall clock in the catalog: {err}");
+        }
+    }
+
     fn sink_chain(
         &self,
         pad: &MoqSinkPad,
@@ -961,6 +977,9 @@ impl ElementImpl for MoqSink {
         let result = self.parent_change_state(transition);
         if transition == gst::StateChange::PausedToReady {
             self.stop();
+        }
+        if transition == gst::StateChange::PausedToPlaying && result.is_ok() {
+            self.anchor_clock();
         }
         result
     }
