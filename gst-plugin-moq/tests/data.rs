@@ -161,6 +161,7 @@ fn text_and_data_come_back_on_the_media_timeline() {
         caps.lock().unwrap().len() >= 4
     });
     for n in 1..=15 {
+        // Pacing, not waiting: values 100 ms apart, as a live feed sends them.
         std::thread::sleep(Duration::from_millis(100));
         push(n);
     }

@@ -369,9 +369,6 @@ impl Publisher {
             return Ok(());
         };
         let mut config = track.modify()?;
-        if config.lang.as_deref() == Some(lang) {
-            return Ok(());
-        }
         config.lang = Some(lang.to_owned());
         config.commit()
     }

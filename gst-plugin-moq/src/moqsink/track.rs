@@ -229,7 +229,9 @@ impl Track {
     /// A `language-code` tag: text tracks give it in the catalog (now, or
     /// when the track starts). `Err` is why the catalog could not take it.
     pub fn set_language(&mut self, lang: &str) -> Result<(), String> {
-        if self.kind != TrackKind::Text {
+        // Tags come again (every sticky event replay); the catalog changes
+        // only with the language.
+        if self.kind != TrackKind::Text || self.language.as_deref() == Some(lang) {
             return Ok(());
         }
         self.language = Some(lang.to_owned());

@@ -73,19 +73,20 @@ impl Container for WireReader {
         match self {
             Self::Mux(mux) => mux.poll_read(group, waiter),
             Self::Raw => crate::raw::Raw.poll_read(group, waiter),
+            // A bare frame whose payload is behind a LOC properties block.
             Self::IetfLoc(_) => {
-                let Some(frame) = ready!(group.poll_read_frame(waiter)?) else {
+                let Some(mut frames) = ready!(crate::raw::Raw.poll_read(group, waiter)?) else {
                     return Poll::Ready(Ok(None));
                 };
-                let payload = crate::msf::loc_media(frame.payload).map_err(|why| {
-                    moq_mux::Error::Other(Arc::new(anyhow::anyhow!("IETF LOC object: {why}")))
-                })?;
-                Poll::Ready(Ok(Some(vec![Frame {
-                    timestamp: frame.timestamp,
-                    duration: None,
-                    payload,
-                    keyframe: false,
-                }])))
+                for frame in &mut frames {
+                    frame.payload = crate::msf::loc_media(std::mem::take(&mut frame.payload))
+                        .map_err(|why| {
+                            moq_mux::Error::Other(Arc::new(anyhow::anyhow!(
+                                "IETF LOC object: {why}"
+                            )))
+                        })?;
+                }
+                Poll::Ready(Ok(Some(frames)))
             }
         }
     }
